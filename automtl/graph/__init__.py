@@ -1,0 +1,9 @@
+"""Backbone import: prototxt and torch.fx into one graph IR, and export back to prototxt."""
+from automtl.graph.ir import NORM_OPS, PARAMETRIC_OPS, WEIGHTED_OPS, Graph, Node
+from automtl.graph.layers import SUPPORTED_OPS, Ref, build_layer, node_param_count
+from automtl.graph.module import GraphModule, module_key
+
+__all__ = [
+    "Graph", "Node", "GraphModule", "Ref", "build_layer", "node_param_count", "module_key",
+    "WEIGHTED_OPS", "NORM_OPS", "PARAMETRIC_OPS", "SUPPORTED_OPS",
+]

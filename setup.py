@@ -1,0 +1,42 @@
+"""automtl: automated multi-task learning and neural architecture search on PyTorch."""
+from setuptools import find_packages, setup
+
+CORE = [
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "numpy>=1.26,<3",
+    "protobuf>=4.25,<8",
+    "optuna==5.0.0",
+    "tqdm>=4.66,<5",
+    "tensorboard>=2.16,<3",
+    "matplotlib>=3.8,<4",
+    "PyYAML>=6.0,<7",
+    "mmengine==0.10.7",
+    "setuptools>=77.0.3,<82",
+]
+EXTRAS = {
+    "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7"],
+    "mm": [
+        "mmcv==2.1.0",
+        "mmpretrain==1.2.0",
+        "mmdet==3.3.0",
+        "mmsegmentation==1.2.2",
+        "ftfy",
+        "regex",
+        "pycocotools",
+    ],
+}
+
+setup(
+    name="automtl",
+    version="0.1.0",
+    description="Automated multi-task learning and multi-task NAS on PyTorch",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["automtl", "automtl.*", "search_spaces", "search_spaces.*"]),
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["automtl=automtl.__main__:main"]},
+)
