@@ -1,0 +1,76 @@
+"""The search-space protocol: what an evolutionary search needs to know about a space.
+
+A *candidate* is a plain, JSON-serialisable dict of genes (``{"depth": 12, "num_heads.0": 3,
+…}`` or ``{"layer1.conv/segment": "share", …}``). Any space — the ViT-MVT supernet, AutoMTL
+policies, a toy problem — implements :class:`SearchSpace`, and the search code treats them
+all alike: sample, mutate, cross over, count parameters, validate.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, Sequence
+
+Candidate = dict[str, Any]
+
+
+class SearchSpace(ABC):
+    """Base class of every searchable space.
+
+    Subclasses define the genes and how parameters are counted; the search only ever calls
+    the methods below. ``count_params`` must be exact and cheap (it runs for every sample,
+    before any evaluation).
+    """
+
+    #: short identifier stored in a study so a study of another space is refused
+    name: str = "space"
+    #: tasks the candidates serve (``count_params`` reports each one and ``"total"``)
+    tasks: tuple[str, ...] = ()
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Candidate:
+        """Draw a uniformly random candidate."""
+
+    @abstractmethod
+    def mutate(self, candidate: Candidate, rng: random.Random, *, p_layer: float = 0.2,
+               p_global: float = 0.4) -> Candidate:
+        """A copy of ``candidate`` with per-layer genes resampled with probability ``p_layer``
+        and global genes (depth, width) with probability ``p_global``."""
+
+    @abstractmethod
+    def crossover(self, a: Candidate, b: Candidate, rng: random.Random) -> Candidate:
+        """A child taking each gene from ``a`` or ``b``; only called when
+        :meth:`can_crossover` holds."""
+
+    def can_crossover(self, a: Candidate, b: Candidate) -> bool:
+        """Whether ``a`` and ``b`` may be crossed (e.g. same depth). Default: same gene keys."""
+        return set(a) == set(b)
+
+    @abstractmethod
+    def count_params(self, candidate: Candidate) -> dict[str, int]:
+        """Exact parameters: ``{task: n, …, "total": n}`` with shared weights counted once."""
+
+    @abstractmethod
+    def validate(self, candidate: Candidate) -> None:
+        """Raise :class:`automtl.errors.ArchError` naming the key if ``candidate`` is outside
+        the space."""
+
+    @abstractmethod
+    def param_range(self) -> tuple[int, int]:
+        """The smallest and largest possible ``"total"`` over the whole space (exact)."""
+
+    def gene_choices(self) -> Mapping[str, Sequence[Any]]:
+        """Every gene a candidate may hold with its allowed values (for reports, dashboards).
+        Spaces with variable-length candidates list the genes of the largest one."""
+        return {}
+
+    def key(self, candidate: Candidate) -> str:
+        """A canonical hash: equal candidates (after :meth:`canonical`) share one key."""
+        text = json.dumps(self.canonical(candidate), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def canonical(self, candidate: Candidate) -> Candidate:
+        """The normal form of a candidate (drop genes that have no effect, sort keys)."""
+        return dict(sorted(candidate.items()))
