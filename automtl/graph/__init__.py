@@ -2,8 +2,10 @@
 from automtl.graph.ir import NORM_OPS, PARAMETRIC_OPS, WEIGHTED_OPS, Graph, Node
 from automtl.graph.layers import SUPPORTED_OPS, Ref, build_layer, node_param_count
 from automtl.graph.module import GraphModule, module_key
+from automtl.graph.fx_import import copy_weights, from_module
 
 __all__ = [
     "Graph", "Node", "GraphModule", "Ref", "build_layer", "node_param_count", "module_key",
     "WEIGHTED_OPS", "NORM_OPS", "PARAMETRIC_OPS", "SUPPORTED_OPS",
+    "from_module", "copy_weights",
 ]

@@ -4,7 +4,8 @@ The op vocabulary (attributes in brackets):
 
 * ``input`` [shape]
 * ``conv`` / ``deconv`` [in_channels, out_channels, kernel_size, stride, padding, dilation,
-  groups, bias, (deconv) output_padding] — tuples of two ints for the spatial fields
+  groups, bias, (deconv) output_padding] — tuples of two ints for the spatial fields (a conv's
+  padding may also be the string ``"same"``/``"valid"``)
 * ``linear`` [in_features, out_features, bias]
 * ``batch_norm`` [num_features, eps, momentum, affine, track_running_stats]
 * ``layer_norm`` [normalized_shape, eps, elementwise_affine, bias]
@@ -18,12 +19,14 @@ The op vocabulary (attributes in brackets):
 * ``add`` [coeffs or None], ``mul``, ``max`` — element-wise over all inputs
 * ``concat`` [dim], ``flatten`` [start_dim, end_dim], ``dropout`` [p], ``softmax`` [dim],
   ``identity``
-* ``module`` [module] — a parameter-free ``nn.Module`` kept as is (torch.fx imports)
+* ``module`` [module] — an ``nn.Module`` kept as is (torch.fx imports; each built network
+  gets its own deep copy)
 * ``function`` [target, kind, args, kwargs] — a torch.fx ``call_function``/``call_method``;
   ``args``/``kwargs`` hold :class:`Ref` placeholders for the node's inputs
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -146,8 +149,9 @@ class FunctionCall(nn.Module):
 
 
 def _conv(a: dict[str, Any]) -> nn.Module:
+    padding = a["padding"] if isinstance(a["padding"], str) else tuple(a["padding"])
     return nn.Conv2d(a["in_channels"], a["out_channels"], tuple(a["kernel_size"]), tuple(a["stride"]),
-                     tuple(a["padding"]), tuple(a["dilation"]), a["groups"], a["bias"])
+                     padding, tuple(a["dilation"]), a["groups"], a["bias"])
 
 
 def _deconv(a: dict[str, Any]) -> nn.Module:
@@ -198,8 +202,9 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "flatten": lambda a: nn.Flatten(a.get("start_dim", 1), a.get("end_dim", -1)),
     "dropout": lambda a: nn.Dropout(a.get("p", 0.5)),
     "softmax": lambda a: Softmax(a.get("dim", 1)),
-    "module": lambda a: a["module"],
-    "function": lambda a: FunctionCall(a["target"], a.get("kind", "call_function"), a.get("args", ()),
+    "module": lambda a: copy.deepcopy(a["module"]),
+    "function": lambda a: FunctionCall(copy.deepcopy(a["target"]) if isinstance(a["target"], nn.Module)
+                                       else a["target"], a.get("kind", "call_function"), a.get("args", ()),
                                        a.get("kwargs", {})),
 }
 
@@ -239,4 +244,6 @@ def node_param_count(node: "Node") -> int:
         return a.get("num_parameters", 1)
     if op == "module":
         return sum(p.numel() for p in a["module"].parameters())
+    if op == "function" and isinstance(a.get("target"), nn.Module):  # a module called with kwargs
+        return sum(p.numel() for p in a["target"].parameters())
     return 0

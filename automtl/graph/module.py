@@ -40,6 +40,13 @@ class GraphModule(nn.Module):
         """The module of node ``name``."""
         return self.layers[module_key(name)]
 
+    def load_from(self, module: nn.Module) -> "GraphModule":
+        """Copy the weights of the ``nn.Module`` this graph was imported from (see ``from_module``)."""
+        from automtl.graph.fx_import import copy_weights
+
+        copy_weights(module, self)
+        return self
+
     def forward(self, *inputs: torch.Tensor) -> Any:
         env: dict[str, Any] = dict(zip(self._input_names, inputs))
         for name, op, key, srcs in self._plan:
