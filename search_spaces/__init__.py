@@ -1,0 +1,1 @@
+"""Searchable architecture spaces built on automtl (ViT-MVT, …)."""

@@ -1,0 +1,122 @@
+"""Exact, analytic parameter counts of ViT-MVT subnets from precomputed per-layer tables.
+
+Every learnable tensor of the exported model is accounted for here (BatchNorm running
+statistics are buffers, not parameters). The tables make one count a few dictionary
+look-ups per layer, fast enough to run for every candidate of a search.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, SPECIFIC, STEM_CHANNELS, SpaceConfig
+from ._genes import DEPTH, EMBED, heads_key, ratio_key, share_key
+
+_C = STEM_CHANNELS
+
+
+def stem_params() -> int:
+    """7×7/2 conv 3→64 + BN, then two 3×3 convs 64→64 + BN (convs without bias)."""
+    return 3 * _C * 49 + 2 * _C + 2 * (_C * _C * 9 + 2 * _C)
+
+
+def linear_sizes(embed: int, heads: int, hidden: int) -> dict[str, int]:
+    """Parameters (weight + bias) of each adaptive linear of one block."""
+    qkv_out = 3 * HEAD_DIM * heads
+    return {"qkv": embed * qkv_out + qkv_out,
+            "proj": HEAD_DIM * heads * embed + embed,
+            "fc1": embed * hidden + hidden,
+            "fc2": hidden * embed + embed}
+
+
+def block_fixed(embed: int, heads: int, hidden: int, grid: int) -> int:
+    """Parameters of one block outside the adaptive linears (always shared across tasks)."""
+    lpu = embed * 9 + embed                       # depthwise 3×3 with bias
+    norms = 4 * embed                             # two LayerNorms
+    rel = (2 * grid - 1) ** 2 * heads             # relative position bias table
+    r = embed // SE_REDUCTION
+    se = embed * r + r + r * embed + embed        # MHSE: E→E/8→E with biases
+    dw = hidden * 9 + hidden                      # DWres depthwise 3×3 with bias
+    return lpu + norms + rel + se + dw
+
+
+def global_params(embed: int, grid: int) -> int:
+    """Stem, patch convolution, position embedding and the final LayerNorm."""
+    return stem_params() + (_C * PATCH * PATCH * embed + embed) + embed * grid * grid + 2 * embed
+
+
+def head_params(embed: int, outputs: int) -> int:
+    """A task head: linear (classification) or 1×1 conv (dense), both with bias."""
+    return embed * outputs + outputs
+
+
+class ParamTable:
+    """Precomputed per-width, per-layer parameter tables of one space and task set."""
+
+    def __init__(self, cfg: SpaceConfig, tasks: Sequence[str], outputs: Mapping[str, int]) -> None:
+        self.tasks = tuple(tasks)
+        self.multi = len(self.tasks) > 1
+        g = cfg.grid
+        self._glob = {e: global_params(e, g) for e in cfg.embeds}
+        self._heads = {e: {t: head_params(e, outputs[t]) for t in self.tasks} for e in cfg.embeds}
+        self._heads_sum = {e: sum(v.values()) for e, v in self._heads.items()}
+        # per layer: (everything of the attention half, qkv, proj) by heads, and
+        # (everything of the FFN half, fc1, fc2) by ratio; fixed parts folded in.
+        self._attn: dict[int, dict[int, tuple[int, int, int]]] = {}
+        self._ffn: dict[int, dict[float, tuple[int, int, int]]] = {}
+        for e in cfg.embeds:
+            self._attn[e] = {}
+            for h in cfg.heads:
+                s = linear_sizes(e, h, 0)
+                fixed = block_fixed(e, h, 0, g) - block_fixed(e, 0, 0, g)  # the rel-pos table
+                self._attn[e][h] = (fixed + s["qkv"] + s["proj"], s["qkv"], s["proj"])
+            self._ffn[e] = {}
+            for r in cfg.mlp_ratios:
+                hid = int(e * r)
+                s = linear_sizes(e, 0, hid)
+                fixed = block_fixed(e, 0, hid, g)  # LPU, norms, MHSE, DWres
+                self._ffn[e][r] = (fixed + s["fc1"] + s["fc2"], s["fc1"], s["fc2"])
+        n = cfg.max_depth
+        self._hk = [heads_key(i) for i in range(n)]
+        self._rk = [ratio_key(i) for i in range(n)]
+        self._sk = [[tuple(share_key(i, lin, t) for t in self.tasks) for lin in LINEARS]
+                    for i in range(n)]
+
+    def count(self, c: Mapping[str, Any]) -> dict[str, int]:
+        """``{task: n, …, "total": n}`` for a (valid) candidate; raises KeyError otherwise."""
+        depth = c[DEPTH]
+        e = c[EMBED]
+        at = self._attn[e]
+        ft = self._ffn[e]
+        hk, rk = self._hk, self._rk
+        single = self._glob[e]
+        extra = 0
+        if self.multi:
+            n_tasks = len(self.tasks)
+            get = c.get
+            sk = self._sk
+            for i in range(depth):
+                a = at[c[hk[i]]]
+                f = ft[c[rk[i]]]
+                single += a[0] + f[0]
+                k_qkv, k_proj, k_fc1, k_fc2 = sk[i]
+                for keys, size in ((k_qkv, a[1]), (k_proj, a[2]), (k_fc1, f[1]), (k_fc2, f[2])):
+                    s = 0
+                    for k in keys:
+                        if get(k) == SPECIFIC:
+                            s += 1
+                    if s:
+                        extra += size * (s - (s == n_tasks))
+        else:
+            for i in range(depth):
+                single += at[c[hk[i]]][0] + ft[c[rk[i]]][0]
+        out = {t: single + n for t, n in self._heads[e].items()}
+        out["total"] = single + extra + self._heads_sum[e]
+        return out
+
+    def backbone(self, c: Mapping[str, Any]) -> int:
+        """Parameters of one task's backbone (no head): what the released subnets report."""
+        e = c[EMBED]
+        n = self._glob[e]
+        for i in range(c[DEPTH]):
+            n += self._attn[e][c[self._hk[i]]][0] + self._ffn[e][c[self._rk[i]]][0]
+        return n

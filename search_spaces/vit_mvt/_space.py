@@ -1,0 +1,206 @@
+"""The ViT-MVT search space: sampling, mutation, crossover, validation and counting."""
+from __future__ import annotations
+
+import random
+from typing import Any, Mapping, Sequence
+
+from automtl.errors import ArchError, ConfigError
+from automtl.search.space import Candidate, SearchSpace
+
+from . import _genes as G
+from ._config import DEFAULT_OUTPUTS, LINEARS, SHARED, SPACES, SPECIFIC, Arch, SpaceConfig
+from ._counting import ParamTable
+
+
+class ViTMVTSpace(SearchSpace):
+    """Elastic ViT-MVT architectures plus per-layer, per-task sharing of the adaptive linears.
+
+    Example::
+
+        space = build_space("tiny", tasks=("cls", "seg"))
+        cand = space.sample(random.Random(0))
+        space.count_params(cand)   # {"cls": …, "seg": …, "total": …}
+    """
+
+    def __init__(self, cfg: SpaceConfig, tasks: Sequence[str] = ("cls", "seg"), *,
+                 num_outputs: Mapping[str, int] | None = None,
+                 head_kinds: Mapping[str, str] | None = None) -> None:
+        tasks = tuple(tasks)
+        if not tasks or len(set(tasks)) != len(tasks):
+            raise ConfigError(f"tasks must be unique and non-empty, got {list(tasks)}", key="tasks")
+        for t in tasks:
+            if not t or "." in t:
+                raise ConfigError(f"task name {t!r} must be non-empty and hold no '.'", key="tasks")
+        outputs = dict(num_outputs or {})
+        for t in tasks:
+            if t not in outputs:
+                if t not in DEFAULT_OUTPUTS:
+                    raise ConfigError(f"no default output size for task {t!r}; pass num_outputs",
+                                      key="num_outputs")
+                outputs[t] = DEFAULT_OUTPUTS[t]
+        kinds = {t: ("cls" if t.startswith("cls") else "dense") for t in tasks}
+        kinds.update(head_kinds or {})
+        for t, k in kinds.items():
+            if k not in ("cls", "dense"):
+                raise ConfigError(f"head kind of {t!r} must be 'cls' or 'dense', got {k!r}",
+                                  key="head_kinds")
+        self.cfg = cfg
+        self.tasks = tasks
+        self.num_outputs = {t: int(outputs[t]) for t in tasks}
+        self.head_kinds = {t: kinds[t] for t in tasks}
+        self.name = f"vit_mvt_{cfg.name}"
+        self._table = ParamTable(cfg, tasks, self.num_outputs)
+
+    def __repr__(self) -> str:
+        return f"ViTMVTSpace({self.cfg.name!r}, tasks={self.tasks})"
+
+    def with_tasks(self, tasks: Sequence[str]) -> "ViTMVTSpace":
+        """The same architecture space serving other tasks."""
+        outputs = {t: n for t, n in self.num_outputs.items() if t in tasks}
+        kinds = {t: k for t, k in self.head_kinds.items() if t in tasks}
+        return ViTMVTSpace(self.cfg, tasks, num_outputs=outputs, head_kinds=kinds)
+
+    # ---------------------------------------------------------------- genes
+    @property
+    def multi(self) -> bool:
+        """Whether sharing genes exist (more than one task)."""
+        return len(self.tasks) > 1
+
+    def _layer_genes(self, i: int, rng: random.Random) -> dict[str, Any]:
+        c = self.cfg
+        genes: dict[str, Any] = {G.heads_key(i): rng.choice(c.heads),
+                                 G.ratio_key(i): float(rng.choice(c.mlp_ratios))}
+        if self.multi:
+            for lin in LINEARS:
+                for t in self.tasks:
+                    genes[G.share_key(i, lin, t)] = rng.choice((SHARED, SPECIFIC))
+        return genes
+
+    def sample(self, rng: random.Random) -> Candidate:
+        """Draw depth and width uniformly, then every gene of each active layer."""
+        depth = rng.choice(self.cfg.depths)
+        cand: Candidate = {G.DEPTH: depth, G.EMBED: rng.choice(self.cfg.embeds)}
+        for i in range(depth):
+            cand.update(self._layer_genes(i, rng))
+        return dict(sorted(cand.items()))
+
+    def mutate(self, candidate: Candidate, rng: random.Random, *, p_layer: float = 0.2,
+               p_global: float = 0.4) -> Candidate:
+        """Resample depth / width with ``p_global`` and each per-layer gene with ``p_layer``."""
+        cand = self.canonical(candidate)
+        if rng.random() < p_global:
+            depth = rng.choice(self.cfg.depths)
+            old = cand[G.DEPTH]
+            cand[G.DEPTH] = depth
+            for i in range(old, depth):
+                cand.update(self._layer_genes(i, rng))
+        if rng.random() < p_global:
+            cand[G.EMBED] = rng.choice(self.cfg.embeds)
+        for i in range(cand[G.DEPTH]):
+            fresh = self._layer_genes(i, rng)
+            for key, value in fresh.items():
+                if rng.random() < p_layer:
+                    cand[key] = value
+        return self.canonical(cand)
+
+    def can_crossover(self, a: Candidate, b: Candidate) -> bool:
+        """Only parents of the same depth are crossed (AutoFormer / ViT-MVT rule)."""
+        return a.get(G.DEPTH) == b.get(G.DEPTH)
+
+    def crossover(self, a: Candidate, b: Candidate, rng: random.Random) -> Candidate:
+        """Each gene from either parent with probability 1/2."""
+        if not self.can_crossover(a, b):
+            raise ArchError(f"crossover needs parents of the same depth, got {a.get(G.DEPTH)} "
+                            f"and {b.get(G.DEPTH)}", key=G.DEPTH)
+        ca, cb = self.canonical(a), self.canonical(b)
+        return {k: (ca[k] if rng.random() < 0.5 else cb[k]) for k in ca}
+
+    def canonical(self, candidate: Candidate) -> Candidate:
+        """Validated normal form: typed values, genes beyond the depth dropped, sharing filled."""
+        return G.to_genes(self.parse(candidate), self.tasks)
+
+    # ---------------------------------------------------------------- checks and counts
+    def parse(self, candidate: Mapping[str, Any]) -> Arch:
+        """Validate and parse a candidate into an :class:`Arch`."""
+        return G.parse(candidate, self.cfg, self.tasks)
+
+    def validate(self, candidate: Candidate) -> None:
+        """Raise :class:`ArchError` naming the offending key if outside the space."""
+        self.parse(candidate)
+
+    def count_params(self, candidate: Candidate,
+                     sharing: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """Exact parameters ``{task: n, …, "total": n}``; shared weights counted once.
+
+        ``sharing`` (optional) holds sharing genes kept apart from the architecture genes;
+        missing sharing genes mean ``"shared"``. For speed only the genes that the count
+        reads are checked (a missing or out-of-choice one raises :class:`ArchError`); call
+        :meth:`validate` for the full check.
+        """
+        if sharing:
+            candidate = {**candidate, **sharing}
+        try:
+            return self._table.count(candidate)
+        except (KeyError, TypeError, IndexError) as exc:
+            self.validate(candidate)
+            raise ArchError(f"cannot count parameters: {exc!r}") from exc
+
+    def backbone_params(self, candidate: Candidate) -> int:
+        """Parameters of one task's backbone (stem to final norm, no head)."""
+        try:
+            return self._table.backbone(candidate)
+        except (KeyError, TypeError, IndexError) as exc:
+            self.validate(candidate)
+            raise ArchError(f"cannot count parameters: {exc!r}") from exc
+
+    def smallest(self) -> Candidate:
+        """The smallest candidate (every choice at its minimum, everything shared)."""
+        c = self.cfg
+        return self._uniform(c.depths[0], c.embeds[0], c.heads[0], c.mlp_ratios[0], SHARED)
+
+    def largest(self) -> Candidate:
+        """The largest candidate (every choice at its maximum, everything task-specific)."""
+        c = self.cfg
+        return self._uniform(c.depths[-1], c.embeds[-1], c.heads[-1], c.mlp_ratios[-1], SPECIFIC)
+
+    def _uniform(self, depth: int, embed: int, heads: int, ratio: float, share: str) -> Candidate:
+        cand: Candidate = {G.DEPTH: depth, G.EMBED: embed}
+        for i in range(depth):
+            cand[G.heads_key(i)] = heads
+            cand[G.ratio_key(i)] = float(ratio)
+            if self.multi:
+                for lin in LINEARS:
+                    for t in self.tasks:
+                        cand[G.share_key(i, lin, t)] = share
+        return dict(sorted(cand.items()))
+
+    def param_range(self) -> tuple[int, int]:
+        """Exact smallest and largest ``"total"`` over the space."""
+        return self.count_params(self.smallest())["total"], self.count_params(self.largest())["total"]
+
+    def gene_choices(self) -> dict[str, list[Any]]:
+        """Every gene of the deepest candidate with its allowed values."""
+        c = self.cfg
+        out: dict[str, list[Any]] = {G.DEPTH: list(c.depths), G.EMBED: list(c.embeds)}
+        for i in range(c.max_depth):
+            out[G.heads_key(i)] = list(c.heads)
+            out[G.ratio_key(i)] = [float(r) for r in c.mlp_ratios]
+            if self.multi:
+                for lin in LINEARS:
+                    for t in self.tasks:
+                        out[G.share_key(i, lin, t)] = [SHARED, SPECIFIC]
+        return dict(sorted(out.items()))
+
+
+def build_space(name: str | SpaceConfig = "tiny", tasks: Sequence[str] = ("cls", "seg"), *,
+                num_outputs: Mapping[str, int] | None = None,
+                head_kinds: Mapping[str, str] | None = None) -> ViTMVTSpace:
+    """The ViT-MVT space ``"tiny"``, ``"small"`` or ``"base"`` (or a custom :class:`SpaceConfig`)
+    serving ``tasks``."""
+    if isinstance(name, SpaceConfig):
+        cfg = name
+    elif name in SPACES:
+        cfg = SPACES[name]
+    else:
+        raise ConfigError(f"unknown space {name!r}; expected one of {sorted(SPACES)}", key="name")
+    return ViTMVTSpace(cfg, tasks, num_outputs=num_outputs, head_kinds=head_kinds)

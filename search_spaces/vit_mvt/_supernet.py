@@ -1,0 +1,284 @@
+"""The elastic ViT-MVT supernet: weight entanglement (leading slices of the largest weights)
+and layer-adaptive sharing of the qkv / proj / fc1 / fc2 linears across tasks."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from automtl.errors import UnknownTaskError
+
+from . import _genes as G
+from . import _ops as O
+from ._checkpoint import CheckedLoad
+from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, STEM_CHANNELS, Arch
+from ._plain import Stem, head_forward, resolve_indices
+from ._space import ViTMVTSpace
+
+
+def _trunc(*shape: int) -> nn.Parameter:
+    w = torch.empty(*shape)
+    nn.init.trunc_normal_(w, std=0.02)
+    return nn.Parameter(w)
+
+
+class AdaptiveLinear(nn.Module):
+    """A linear layer with a shared weight, per-task weights and per-task sharing scores.
+
+    A task uses the shared weight where its score is above 0.5 and its own weight below; the
+    choice is a hard gate with a straight-through gradient, so the score learns. A fixed
+    decision (``mode``) replaces the score when a candidate's sharing genes are evaluated.
+    ``qkv=True`` lays the outputs out as (3, heads, 64) so fewer heads slice q, k and v alike.
+    """
+
+    def __init__(self, in_max: int, out_max: int, tasks: Sequence[str], *, qkv: bool = False,
+                 score_init: float = 1.0) -> None:
+        super().__init__()
+        self.in_max, self.out_max, self.qkv = in_max, out_max, qkv
+        self.tasks = tuple(tasks)
+        self.weight = _trunc(out_max, in_max)
+        self.bias = nn.Parameter(torch.zeros(out_max))
+        self.multi = len(self.tasks) > 1
+        if self.multi:
+            self.task_weight = nn.ParameterDict(
+                {t: nn.Parameter(self.weight.detach().clone()) for t in self.tasks})
+            self.task_bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(out_max)) for t in self.tasks})
+            self.score = nn.ParameterDict({t: nn.Parameter(torch.tensor(float(score_init)))
+                                           for t in self.tasks})
+        self.in_n, self.out_n = in_max, out_max
+        #: fixed decision per task (True shared / False specific); absent = learned score
+        self.mode: dict[str, bool] = {}
+
+    def configure(self, in_n: int, out_n: int, mode: Mapping[str, bool]) -> None:
+        """Activate the leading ``out_n × in_n`` slice and the sharing decisions."""
+        self.in_n, self.out_n, self.mode = in_n, out_n, dict(mode)
+
+    def _slice(self, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        o, i = self.out_n, self.in_n
+        if self.qkv:
+            w = w.view(3, self.out_max // 3, self.in_max)[:, : o // 3, :i].reshape(o, i)
+            return w, b.view(3, -1)[:, : o // 3].reshape(o)
+        if o == self.out_max and i == self.in_max:
+            return w, b
+        return w[:o, :i].contiguous(), b[:o]
+
+    def decision(self, task: str) -> bool:
+        """Whether ``task`` currently uses the shared weight."""
+        if not self.multi:
+            return True
+        if task in self.mode:
+            return self.mode[task]
+        return bool(self.score[task].detach() > 0.5)
+
+    def params(self, task: str) -> tuple[Tensor, Tensor]:
+        """The (weight, bias) that ``task`` uses for the active width."""
+        if not self.multi or self.mode.get(task) is True:
+            return self._slice(self.weight, self.bias)
+        if self.mode.get(task) is False:
+            return self._slice(self.task_weight[task], self.task_bias[task])
+        s = self.score[task]
+        gate = (s > 0.5).to(s.dtype)
+        gate = gate + s - s.detach()  # straight-through: hard value, identity gradient
+        ws, bs = self._slice(self.weight, self.bias)
+        wt, bt = self._slice(self.task_weight[task], self.task_bias[task])
+        return gate * ws + (1 - gate) * wt, gate * bs + (1 - gate) * bt
+
+    def export(self, task: str | None) -> nn.Linear:
+        """A plain ``nn.Linear`` holding the active slice of the shared (``None``) or task weight."""
+        w, b = (self.weight, self.bias) if task is None else (self.task_weight[task], self.task_bias[task])
+        w, b = self._slice(w.detach(), b.detach())
+        lin = nn.Linear(self.in_n, self.out_n, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            lin.bias.copy_(b)
+        return lin
+
+
+class ElasticBlock(nn.Module):
+    """One ViT-MVT block at its largest size; ``configure`` picks the active widths."""
+
+    def __init__(self, e_max: int, h_max: int, hid_max: int, grid: int, tasks: Sequence[str], *,
+                 drop_path: float = 0.0, score_init: float = 1.0) -> None:
+        super().__init__()
+        r_max = e_max // SE_REDUCTION
+        self.grid, self.drop_path = grid, drop_path
+        self.lpu_w, self.lpu_b = _trunc(e_max, 1, 3, 3), nn.Parameter(torch.zeros(e_max))
+        self.norm1_w, self.norm1_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
+        self.qkv = AdaptiveLinear(e_max, 3 * HEAD_DIM * h_max, tasks, qkv=True, score_init=score_init)
+        self.rel_table = _trunc((2 * grid - 1) ** 2, h_max)
+        self.proj = AdaptiveLinear(HEAD_DIM * h_max, e_max, tasks, score_init=score_init)
+        self.se1_w, self.se1_b = _trunc(r_max, e_max), nn.Parameter(torch.zeros(r_max))
+        self.se2_w, self.se2_b = _trunc(e_max, r_max), nn.Parameter(torch.zeros(e_max))
+        self.norm2_w, self.norm2_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
+        self.fc1 = AdaptiveLinear(e_max, hid_max, tasks, score_init=score_init)
+        self.dw_w, self.dw_b = _trunc(hid_max, 1, 3, 3), nn.Parameter(torch.zeros(hid_max))
+        self.fc2 = AdaptiveLinear(hid_max, e_max, tasks, score_init=score_init)
+        self.embed, self.heads, self.hidden = e_max, h_max, hid_max
+
+    def linears(self) -> dict[str, AdaptiveLinear]:
+        """The adaptive linears by name."""
+        return {"qkv": self.qkv, "proj": self.proj, "fc1": self.fc1, "fc2": self.fc2}
+
+    def configure(self, embed: int, heads: int, hidden: int,
+                  modes: Mapping[str, Mapping[str, bool]]) -> None:
+        """Activate widths and the per-linear sharing decisions (``{linear: {task: shared}}``)."""
+        self.embed, self.heads, self.hidden = embed, heads, hidden
+        q = HEAD_DIM * heads
+        self.qkv.configure(embed, 3 * q, modes.get("qkv", {}))
+        self.proj.configure(q, embed, modes.get("proj", {}))
+        self.fc1.configure(embed, hidden, modes.get("fc1", {}))
+        self.fc2.configure(hidden, embed, modes.get("fc2", {}))
+
+    def _se(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        e, r = self.embed, self.embed // SE_REDUCTION
+        return (self.se1_w[:r, :e].contiguous(), self.se1_b[:r],
+                self.se2_w[:e, :r].contiguous(), self.se2_b[:e])
+
+    def forward(self, x: Tensor, hw: tuple[int, int], task: str) -> Tensor:
+        e, hid = self.embed, self.hidden
+        x = x + O.dwconv(x, hw, self.lpu_w[:e], self.lpu_b[:e])
+        y = F.layer_norm(x, (e,), self.norm1_w[:e], self.norm1_b[:e], O.LN_EPS)
+        bias = O.relative_bias(self.rel_table[:, : self.heads], self.grid, hw)
+        y = O.attention(y, *self.qkv.params(task), *self.proj.params(task), bias)
+        x = x + O.drop_path(O.mhse(y, *self._se()), self.drop_path, self.training)
+        y = F.layer_norm(x, (e,), self.norm2_w[:e], self.norm2_b[:e], O.LN_EPS)
+        y = O.locality_ffn(y, hw, *self.fc1.params(task), self.dw_w[:hid], self.dw_b[:hid],
+                           *self.fc2.params(task))
+        return x + O.drop_path(y, self.drop_path, self.training)
+
+
+class ViTMVTSupernet(CheckedLoad, nn.Module):
+    """The largest network of a :class:`ViTMVTSpace`; ``set_arch`` selects the active subnet.
+
+    Example::
+
+        space = build_space("tiny")
+        net = build_supernet(space)
+        net.set_arch(space.sample(random.Random(0)))
+        out = net.forward_all(torch.randn(2, 3, 224, 224))   # {"cls": (2, 1000), "seg": …}
+    """
+
+    def __init__(self, space: ViTMVTSpace, *, drop_path_rate: float = 0.0,
+                 out_indices: Sequence[int] = (-1,), score_init: float = 1.0) -> None:
+        super().__init__()
+        cfg = space.cfg
+        self.space = space
+        self.tasks = space.tasks
+        self.out_indices = tuple(out_indices)
+        e_max, g, n = cfg.embeds[-1], cfg.grid, cfg.max_depth
+        hid_max = int(e_max * cfg.mlp_ratios[-1])
+        self.stem = Stem()
+        self.patch_w = nn.Parameter(torch.empty(e_max, STEM_CHANNELS, PATCH, PATCH))
+        nn.init.kaiming_normal_(self.patch_w, mode="fan_out")
+        self.patch_b = nn.Parameter(torch.zeros(e_max))
+        self.pos = _trunc(1, e_max, g, g)
+        self.blocks = nn.ModuleList(
+            ElasticBlock(e_max, cfg.heads[-1], hid_max, g, self.tasks,
+                         drop_path=drop_path_rate * i / max(n - 1, 1), score_init=score_init)
+            for i in range(n))
+        self.norm_w, self.norm_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
+        self.head_w = nn.ParameterDict({t: _trunc(space.num_outputs[t], e_max) for t in self.tasks})
+        self.head_b = nn.ParameterDict({t: nn.Parameter(torch.zeros(space.num_outputs[t]))
+                                        for t in self.tasks})
+        self.arch: Arch
+        self.fixed_sharing = False
+        self.set_arch(space.largest() if not space.multi else
+                      {k: v for k, v in space.largest().items() if not k.startswith("share.")})
+
+    # ---------------------------------------------------------------- arch selection
+    def set_arch(self, arch: Mapping[str, Any], sharing: Mapping[str, Any] | None = None) -> None:
+        """Activate a subnet.
+
+        Sharing genes (in ``arch`` or ``sharing``) fix each task's choice; when none is given
+        the learned scores decide (score > 0.5 → shared).
+        """
+        genes = {**arch, **(sharing or {})}
+        parsed = self.space.parse(genes)
+        self.fixed_sharing = any(k.startswith("share.") for k in genes)
+        hidden = parsed.hidden
+        for i in range(parsed.depth):
+            modes: dict[str, dict[str, bool]] = {lin: {} for lin in LINEARS}
+            if self.fixed_sharing:
+                for lin in LINEARS:
+                    for t in self.tasks:
+                        modes[lin][t] = parsed.shared(i, lin, t)
+            self.blocks[i].configure(parsed.embed, parsed.heads[i], hidden[i], modes)
+        self.arch = parsed
+
+    def arch_genes(self) -> dict[str, Any]:
+        """The active architecture and sharing decisions as a candidate dict."""
+        return G.to_genes(self._with_decisions(self.arch), self.tasks)
+
+    def _with_decisions(self, arch: Arch) -> Arch:
+        sharing = {(i, lin, t): self.blocks[i].linears()[lin].decision(t)
+                   for i in range(arch.depth) for lin in LINEARS for t in self.tasks}
+        return Arch(arch.embed, arch.depth, arch.heads, arch.ratios, sharing)
+
+    def sharing_report(self) -> dict[str, str]:
+        """Per active layer, linear and task: ``"shared"`` or ``"specific"`` (sharing genes)."""
+        return {k: v for k, v in self.arch_genes().items() if k.startswith("share.")}
+
+    # ---------------------------------------------------------------- forward
+    def _task(self, task: str | None) -> str:
+        if task is None:
+            if len(self.tasks) == 1:
+                return self.tasks[0]
+            raise UnknownTaskError(f"pass task= one of {list(self.tasks)} or call forward_all")
+        if task not in self.tasks:
+            raise UnknownTaskError(f"unknown task {task!r}; the supernet has {list(self.tasks)}")
+        return task
+
+    def embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Stem, elastic patch convolution and position embedding → tokens and grid size."""
+        e = self.arch.embed
+        m = F.conv2d(self.stem(x), self.patch_w[:e], self.patch_b[:e], stride=PATCH)
+        m = O.add_pos_embed(m, self.pos[:, :e])
+        return O.map_to_tokens(m), (m.shape[-2], m.shape[-1])
+
+    def forward_features(self, x: Tensor, task: str | None = None,
+                         out_indices: Sequence[int] | None = None) -> list[Tensor]:
+        """2-D maps (B, E, h, w) after the chosen blocks of the active subnet."""
+        task = self._task(task)
+        idx = resolve_indices(self.out_indices if out_indices is None else out_indices,
+                              self.arch.depth)
+        t, hw = self.embed(x)
+        maps = {}
+        for i in range(self.arch.depth):
+            t = self.blocks[i](t, hw, task)
+            if i in idx:
+                maps[i] = O.tokens_to_map(t, hw)
+        return [maps[i] for i in idx]
+
+    def forward(self, x: Tensor, task: str | None = None) -> Tensor:
+        """The output of ``task`` (may be omitted for a single-task supernet)."""
+        task = self._task(task)
+        t, hw = self.embed(x)
+        for i in range(self.arch.depth):
+            t = self.blocks[i](t, hw, task)
+        e = self.arch.embed
+        t = F.layer_norm(t, (e,), self.norm_w[:e], self.norm_b[:e], O.LN_EPS)
+        w = self.head_w[task][:, :e]
+        return head_forward(self.space.head_kinds[task], t, hw, (x.shape[-2], x.shape[-1]),
+                            w.contiguous(), self.head_b[task])
+
+    def forward_all(self, x: Tensor) -> dict[str, Tensor]:
+        """``{task: output}`` for every task (each task runs with its own sharing gates)."""
+        return {t: self.forward(x, t) for t in self.tasks}
+
+
+def build_supernet(space: ViTMVTSpace, tasks: Sequence[str] | None = None, *,
+                   num_outputs: Mapping[str, int] | None = None, **kw: Any) -> ViTMVTSupernet:
+    """The supernet of ``space``, optionally serving another task list (``num_outputs`` sizes
+    new tasks' heads); ``kw`` go to :class:`ViTMVTSupernet` (``drop_path_rate``,
+    ``out_indices``, ``score_init``)."""
+    if tasks is not None and tuple(tasks) != space.tasks or num_outputs:
+        tasks = space.tasks if tasks is None else tuple(tasks)
+        outputs = {t: n for t, n in space.num_outputs.items() if t in tasks}
+        outputs.update(num_outputs or {})
+        kinds = {t: k for t, k in space.head_kinds.items() if t in tasks}
+        space = ViTMVTSpace(space.cfg, tasks, num_outputs=outputs, head_kinds=kinds)
+    return ViTMVTSupernet(space, **kw)
+
+
