@@ -1,0 +1,284 @@
+"""``Policy``: for every policy layer and task one of share / specialize / skip (plus logits).
+
+A policy is plain data: readable JSON keyed by layer name and task, validated against the
+model it is used with, so a policy trained on one backbone cannot silently run on another.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
+
+from automtl.errors import PolicyError
+
+if TYPE_CHECKING:
+    import torch
+
+CHOICES: tuple[str, str, str] = ("share", "specialize", "skip")
+FORMAT = "automtl-policy"
+VERSION = 1
+
+
+class PolicyTarget(Protocol):
+    """What a policy is checked against (an ``MTLModel``)."""
+
+    tasks: list[str]
+
+    @property
+    def policy_layers(self) -> list[str]: ...
+
+    def skip_allowed(self, layer: str) -> bool: ...
+
+
+def _few(names: Iterable[str], limit: int = 6) -> str:
+    names = list(names)
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" … (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+class Policy:
+    """Per-(layer, task) choice among ``CHOICES``, optionally with the logits it came from.
+
+    Example::
+
+        policy = Policy.all(model, "share")
+        policy = policy.replace({("layer4.1.conv2", "depth"): "specialize"})
+        policy.save("policy.json"); Policy.load("policy.json", model=model)
+
+    Args:
+        choices: ``{layer: {task: choice}}``; layer and task order are kept.
+        logits: optional ``{layer: {task: [share, specialize, skip]}}``.
+    """
+
+    def __init__(
+        self,
+        choices: Mapping[str, Mapping[str, str]],
+        *,
+        logits: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    ) -> None:
+        self.layers: tuple[str, ...] = tuple(choices)
+        if not self.layers:
+            raise PolicyError("a policy needs at least one layer")
+        self.tasks: tuple[str, ...] = tuple(choices[self.layers[0]])
+        rows: list[tuple[str, ...]] = []
+        for layer in self.layers:
+            row = choices[layer]
+            if set(row) != set(self.tasks):
+                raise PolicyError(f"layer '{layer}' has tasks {sorted(row)}, expected {sorted(self.tasks)}")
+            for task in self.tasks:
+                if row[task] not in CHOICES:
+                    raise PolicyError(f"layer '{layer}', task '{task}': choice {row[task]!r} is not one of {CHOICES}")
+            rows.append(tuple(row[t] for t in self.tasks))
+        self._rows: tuple[tuple[str, ...], ...] = tuple(rows)
+        self._index = {name: i for i, name in enumerate(self.layers)}
+        self.logits: dict[str, dict[str, list[float]]] | None = None
+        if logits is not None:
+            self.logits = {}
+            for layer in self.layers:
+                if layer not in logits:
+                    raise PolicyError(f"logits miss layer '{layer}'")
+                self.logits[layer] = {}
+                for task in self.tasks:
+                    vals = [float(v) for v in logits[layer].get(task, ())]
+                    if len(vals) != len(CHOICES):
+                        raise PolicyError(f"logits of layer '{layer}', task '{task}' need {len(CHOICES)} values")
+                    if any(math.isnan(v) for v in vals):
+                        raise PolicyError(f"logits of layer '{layer}', task '{task}' are NaN")
+                    self.logits[layer][task] = vals
+
+    # ---- access ----------------------------------------------------------------------------
+    def choice(self, layer: str, task: str) -> str:
+        """The choice of ``task`` at ``layer``."""
+        try:
+            return self._rows[self._index[layer]][self.tasks.index(task)]
+        except KeyError:
+            raise PolicyError(f"policy has no layer '{layer}'") from None
+        except ValueError:
+            raise PolicyError(f"policy has no task '{task}' (tasks: {list(self.tasks)})") from None
+
+    def __getitem__(self, layer: str) -> dict[str, str]:
+        if layer not in self._index:
+            raise PolicyError(f"policy has no layer '{layer}'")
+        return dict(zip(self.tasks, self._rows[self._index[layer]]))
+
+    def task_choices(self, task: str) -> dict[str, str]:
+        """``{layer: choice}`` of one task, in layer order."""
+        if task not in self.tasks:
+            raise PolicyError(f"policy has no task '{task}' (tasks: {list(self.tasks)})")
+        j = self.tasks.index(task)
+        return {layer: row[j] for layer, row in zip(self.layers, self._rows)}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """How many layers each task shares / specializes / skips."""
+        out = {t: {c: 0 for c in CHOICES} for t in self.tasks}
+        for row in self._rows:
+            for t, c in zip(self.tasks, row):
+                out[t][c] += 1
+        return out
+
+    def key(self) -> tuple[Any, ...]:
+        """A hashable identity of the discrete choices (for caches)."""
+        return (self.layers, self.tasks, self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Policy):
+            return NotImplemented
+        return self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        summary = "; ".join(f"{t}: " + ",".join(f"{c}={n}" for c, n in cnt.items())
+                            for t, cnt in self.counts().items())
+        return f"Policy({len(self.layers)} layers, {summary})"
+
+    def replace(self, updates: Mapping[tuple[str, str], str]) -> "Policy":
+        """A copy with some ``(layer, task) -> choice`` entries changed (logits dropped)."""
+        choices = {layer: self[layer] for layer in self.layers}
+        for (layer, task), choice in updates.items():
+            if layer not in choices:
+                raise PolicyError(f"policy has no layer '{layer}'")
+            if task not in self.tasks:
+                raise PolicyError(f"policy has no task '{task}' (tasks: {list(self.tasks)})")
+            choices[layer][task] = choice
+        return Policy(choices)
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def all(cls, model: PolicyTarget, choice: str = "share") -> "Policy":
+        """Every layer and task takes ``choice`` ("share" = hard sharing, "specialize" = separate nets)."""
+        if choice not in ("share", "specialize"):
+            raise PolicyError(f"Policy.all takes 'share' or 'specialize', not {choice!r}")
+        return cls({layer: {t: choice for t in model.tasks} for layer in model.policy_layers})
+
+    @classmethod
+    def random(cls, model: PolicyTarget, *, seed: int = 0, skip: bool = True) -> "Policy":
+        """A uniformly random valid policy (tests, baselines)."""
+        import random
+
+        rng = random.Random(seed)
+        choices = {}
+        for layer in model.policy_layers:
+            allowed = [c for c in CHOICES if c != "skip" or (skip and model.skip_allowed(layer))]
+            choices[layer] = {t: rng.choice(allowed) for t in model.tasks}
+        return cls(choices)
+
+    @classmethod
+    def from_tensor(
+        cls, index: "torch.Tensor", layers: Sequence[str], tasks: Sequence[str], logits: "torch.Tensor | None" = None
+    ) -> "Policy":
+        """Build from an ``(L, T)`` tensor of choice indices (and optional ``(L, T, 3)`` logits)."""
+        idx = index.tolist()
+        choices = {layer: {t: CHOICES[idx[i][j]] for j, t in enumerate(tasks)} for i, layer in enumerate(layers)}
+        lg = None
+        if logits is not None:
+            vals = logits.detach().float().cpu().tolist()
+            lg = {layer: {t: vals[i][j] for j, t in enumerate(tasks)} for i, layer in enumerate(layers)}
+        return cls(choices, logits=lg)
+
+    def index_tensor(self, model: PolicyTarget) -> "torch.Tensor":
+        """``(L, T)`` long tensor of choice indices in the model's layer and task order."""
+        import torch
+
+        self.validate(model)
+        return torch.tensor([[CHOICES.index(self.choice(layer, t)) for t in model.tasks]
+                             for layer in model.policy_layers], dtype=torch.long)
+
+    # ---- validation ---------------------------------------------------------------------------
+    def validate(self, model: PolicyTarget) -> "Policy":
+        """Check that this policy fits ``model``; raise :class:`PolicyError` naming what differs."""
+        problems = []
+        mine, theirs = set(self.layers), list(model.policy_layers)
+        missing = [n for n in theirs if n not in mine]
+        extra = [n for n in self.layers if n not in set(theirs)]
+        if missing:
+            problems.append(f"layers missing from the policy: {_few(missing)}")
+        if extra:
+            problems.append(f"layers the model does not have: {_few(extra)}")
+        t_missing = [t for t in model.tasks if t not in self.tasks]
+        t_extra = [t for t in self.tasks if t not in model.tasks]
+        if t_missing:
+            problems.append(f"tasks missing from the policy: {_few(t_missing)}")
+        if t_extra:
+            problems.append(f"tasks the model does not have: {_few(t_extra)}")
+        if not problems:
+            bad = [f"{layer}/{t}" for layer in self.layers if not model.skip_allowed(layer)
+                   for t, c in self[layer].items() if c == "skip"]
+            if bad:
+                problems.append(f"'skip' is not possible at (layer/task) {_few(bad)}: no projection "
+                                "reproduces that layer's output shape")
+        if problems:
+            raise PolicyError("policy does not fit this model: " + "; ".join(problems))
+        return self
+
+    # ---- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form: ``{"policy": {layer: {task: choice}}, "logits": …}``."""
+        data: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tasks": list(self.tasks),
+            "choices": list(CHOICES),
+            "policy": {layer: self[layer] for layer in self.layers},
+        }
+        if self.logits is not None:
+            data["logits"] = self.logits
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> "Policy":
+        """Inverse of :meth:`to_dict` (raises :class:`PolicyError` naming ``source``)."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise PolicyError(f"{source}: not an automtl policy (expected \"format\": \"{FORMAT}\")")
+        if data.get("version") != VERSION:
+            raise PolicyError(f"{source}: policy version {data.get('version')!r} is not supported (expected {VERSION})")
+        table = data.get("policy")
+        if not isinstance(table, Mapping) or not table:
+            raise PolicyError(f"{source}: key 'policy' must map layer names to {{task: choice}}")
+        tasks = data.get("tasks")
+        ordered: dict[str, dict[str, str]] = {}
+        for layer, row in table.items():
+            if not isinstance(row, Mapping):
+                raise PolicyError(f"{source}: layer '{layer}' must map task names to choices")
+            order = tasks if isinstance(tasks, list) and set(tasks) == set(row) else list(row)
+            ordered[layer] = {t: row[t] for t in order}
+        try:
+            return cls(ordered, logits=data.get("logits"))
+        except PolicyError as exc:
+            raise PolicyError(f"{source}: {exc}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write readable JSON (atomically: no half-written file on failure)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=1)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, model: PolicyTarget | None = None) -> "Policy":
+        """Read a policy JSON; with ``model`` it is validated against it."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise PolicyError(f"{path}: no such policy file") from None
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        policy = cls.from_dict(data, source=str(path))
+        if model is not None:
+            try:
+                policy.validate(model)
+            except PolicyError as exc:
+                raise PolicyError(f"{path}: {exc}") from None
+        return policy

@@ -1,0 +1,166 @@
+"""compile(): the branched model equals forward_all, holds exactly count_params, runs each group once."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from automtl.errors import UnknownTaskError
+from automtl.supernet import MTLModel, Policy
+from supernet_helpers import heads, perturb, tiny_resnet
+
+CONVS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def _conv_outputs_per_layer(model: MTLModel, x: torch.Tensor, policy: Policy) -> dict[str, list[torch.Tensor]]:
+    """Oracle: run each task alone; record every weighted call's output under its policy layer."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = []
+    for layer in model.policy_layers:
+        unit = model.unit(layer)
+        mods = [unit.common, *unit.specific.values()] + ([unit.proj] if unit.proj is not None else [])
+        for mod in mods:
+            hooks.append(mod.register_forward_hook(
+                lambda _m, _i, out, layer=layer: seen.setdefault(layer, []).append(out.detach().clone())))
+    try:
+        with torch.no_grad():
+            for t in model.tasks:
+                model(x, task=t, stage="fixed", policy=policy)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _distinct(tensors: list[torch.Tensor]) -> int:
+    reps: list[torch.Tensor] = []
+    for t in tensors:
+        if not any(r.shape == t.shape and torch.equal(r, t) for r in reps):
+            reps.append(t)
+    return len(reps)
+
+
+def _count_calls(module: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+    calls = [0]
+    hooks = [m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+             for m in module.modules() if isinstance(m, CONVS) and not _in_head(module, m)]
+    try:
+        with torch.no_grad():
+            out = module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, calls[0]
+
+
+def _in_head(root: nn.Module, m: nn.Module) -> bool:
+    return any(m is h for head in root.heads.values() for h in head.modules())
+
+
+@pytest.mark.parametrize("bn_per_task", [True, False])
+def test_compile_random_policies(bn_per_task: bool) -> None:
+    torch.manual_seed(0)
+    model = MTLModel(tiny_resnet(), heads(16), bn_per_task=bn_per_task)
+    perturb(model, seed=2)
+    model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    for seed in range(6):
+        policy = Policy.random(model, seed=seed)
+        branched = model.compile(policy).eval()
+        out, calls = _count_calls(branched, x)
+        with torch.no_grad():
+            ref = model.forward_all(x, policy)
+        assert set(out) == set(model.tasks)
+        for t in model.tasks:
+            torch.testing.assert_close(out[t], ref[t], rtol=0, atol=0)
+        counts = model.count_params(policy)
+        assert counts["total"] == sum(p.numel() for p in branched.parameters())
+        for t in model.tasks:
+            alone = model.compile(policy, tasks=[t])
+            assert counts[t] == sum(p.numel() for p in alone.parameters()), (seed, t)
+        expected = sum(_distinct(v) for v in _conv_outputs_per_layer(model, x, policy).values())
+        assert calls == expected, (seed, calls, expected)
+
+
+def test_all_share_without_per_task_bn_is_one_trunk() -> None:
+    model = MTLModel(tiny_resnet(), heads(16), bn_per_task=False).eval()
+    branched = model.compile(Policy.all(model))
+    _, calls = _count_calls(branched, torch.randn(1, 3, 16, 16))
+    assert calls == len(model.policy_layers)
+    spec = model.compile(Policy.all(model, "specialize"))
+    _, calls = _count_calls(spec, torch.randn(1, 3, 16, 16))
+    assert calls == 3 * len(model.policy_layers)
+
+
+def test_subset_of_tasks_runs_only_what_they_need() -> None:
+    torch.manual_seed(0)
+    model = MTLModel(tiny_resnet(), heads(16), bn_per_task=False)
+    perturb(model)
+    model.eval()
+    policy = Policy.all(model).replace({(layer, "normal"): "specialize" for layer in model.policy_layers[2:]})
+    branched = model.compile(policy).eval()
+    x = torch.randn(2, 3, 16, 16)
+    full, calls_all = _count_calls(branched, x)
+    calls = [0]
+    hooks = [m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+             for m in branched.layers.values() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        part = branched(x, tasks=["seg"])
+    for h in hooks:
+        h.remove()
+    assert list(part) == ["seg"] and calls[0] == len(model.policy_layers) < calls_all
+    torch.testing.assert_close(part["seg"], full["seg"])
+    with pytest.raises(UnknownTaskError):
+        branched(x, tasks=["nope"])
+    # no parameter of the branched model is unused by some task
+    used = set()
+    for name, *_ in branched.steps:
+        used.update(id(p) for p in branched.layers[name].parameters())
+    used.update(id(p) for p in branched.heads.parameters())
+    assert used == {id(p) for p in branched.parameters()}
+
+
+def test_branched_model_trains_and_is_independent() -> None:
+    model = MTLModel(tiny_resnet(), heads(16))
+    branched = model.compile(Policy.random(model, seed=1))
+    before = model.unit("stem.conv").common.weight.detach().clone()
+    opt = torch.optim.SGD(branched.parameters(), lr=0.1)
+    loss = sum(o.square().mean() for o in branched(torch.randn(2, 3, 16, 16)).values())
+    loss.backward()
+    opt.step()
+    assert all(p.grad is not None for p in branched.parameters())
+    torch.testing.assert_close(model.unit("stem.conv").common.weight, before)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_export_torch_export_and_torchscript(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MTLModel(tiny_resnet(), heads(16))
+    perturb(model)
+    model.eval()
+    branched = model.compile(Policy.random(model, seed=3)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        ref = branched(x)
+    exported = torch.export.export(branched, (x,))
+    out = exported.module()(x)
+    for t in model.tasks:
+        torch.testing.assert_close(out[t], ref[t])
+    path = tmp_path / "branched.pt2"
+    torch.export.save(exported, path)
+    assert torch.export.load(path).module()(x)["seg"].shape == ref["seg"].shape
+
+    traced = torch.jit.trace(branched, (x,), strict=False)
+    traced.save(str(tmp_path / "branched.ts"))
+    loaded = torch.jit.load(str(tmp_path / "branched.ts"))
+    out = loaded(x)
+    for t in model.tasks:
+        torch.testing.assert_close(out[t], ref[t])
+
+
+def test_onnx_export_when_available(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    model = MTLModel(tiny_resnet(), heads(16)).eval()
+    branched = model.compile(Policy.random(model, seed=3)).eval()
+    torch.onnx.export(branched, (torch.randn(1, 3, 16, 16),), str(tmp_path / "b.onnx"))
+    assert (tmp_path / "b.onnx").stat().st_size > 0
