@@ -61,8 +61,7 @@ def export_subnet(supernet: ViTMVTSupernet, arch: Mapping[str, Any] | None = Non
     """
     if task is not None and task not in supernet.tasks:
         raise UnknownTaskError(f"unknown task {task!r}; the supernet has {list(supernet.tasks)}")
-    previous = (supernet.arch_genes() if supernet.fixed_sharing
-                else {k: v for k, v in supernet.arch_genes().items() if not k.startswith("share.")})
+    previous = supernet.arch_input
     if arch is not None:
         supernet.set_arch(arch, sharing)
     try:

@@ -197,6 +197,7 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
         genes = {**arch, **(sharing or {})}
         parsed = self.space.parse(genes)
         self.fixed_sharing = any(k.startswith("share.") for k in genes)
+        self.arch_input = genes  # what was asked for (restored after an export)
         hidden = parsed.hidden
         for i in range(parsed.depth):
             modes: dict[str, dict[str, bool]] = {lin: {} for lin in LINEARS}
