@@ -1,4 +1,20 @@
-"""Search: the search-space protocol and evolutionary search on optuna."""
-from automtl.search.space import Candidate, SearchSpace
+"""Search: the search-space protocol and joint-task evolutionary search on optuna.
 
-__all__ = ["Candidate", "SearchSpace"]
+Public names: :class:`SearchSpace` (protocol), :class:`EvolutionSearch` (the search),
+:class:`EvolutionSampler` / :class:`ParetoEvolutionSampler` / :class:`RandomCandidateSampler`
+(optuna samplers), :class:`Evaluator`, :class:`WeightedSum`, :class:`DeltaM`, :func:`t_score`
+(fitness), :func:`open_storage`, and the toy space :class:`LayeredToySpace` with a known optimum.
+"""
+from automtl.search.evaluate import DeltaM, Evaluator, Fitness, WeightedSum, build_fitness, t_score
+from automtl.search.runner import EvolutionSearch, SearchResult, TrialRecord, check_budget
+from automtl.search.samplers import EvolutionSampler, ParetoEvolutionSampler, RandomCandidateSampler
+from automtl.search.space import Candidate, SearchSpace
+from automtl.search.storage import open_storage
+from automtl.search.toy import LayeredToySpace, ToyEvaluator
+
+__all__ = [
+    "Candidate", "SearchSpace", "EvolutionSearch", "SearchResult", "TrialRecord", "check_budget",
+    "EvolutionSampler", "ParetoEvolutionSampler", "RandomCandidateSampler", "Evaluator",
+    "Fitness", "WeightedSum", "DeltaM", "t_score", "build_fitness", "open_storage",
+    "LayeredToySpace", "ToyEvaluator",
+]

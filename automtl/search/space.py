@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 Candidate = dict[str, Any]
@@ -74,3 +76,24 @@ class SearchSpace(ABC):
     def canonical(self, candidate: Candidate) -> Candidate:
         """The normal form of a candidate (drop genes that have no effect, sort keys)."""
         return dict(sorted(candidate.items()))
+
+    #: file name of the best candidate written by a search (``save`` decides the format)
+    best_filename: str = "best.json"
+
+    def save(self, candidate: Candidate, path: str | os.PathLike[str]) -> Path:
+        """Write ``candidate`` to ``path`` (JSON by default; spaces with their own format
+        override). Written atomically so a killed search never leaves half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.canonical(candidate), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def signature(self) -> str:
+        """A hash of what defines the space (name, tasks, genes, size range): a study records it
+        so that resuming with a different space is refused."""
+        desc = {"name": self.name, "tasks": list(self.tasks),
+                "genes": {k: list(v) for k, v in sorted(self.gene_choices().items())},
+                "range": list(self.param_range())}
+        return hashlib.sha1(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,123 @@
+"""Evaluators (per-task scores of a candidate) and fitness functions (scores → one number).
+
+An :class:`Evaluator` is all the search asks of a space's model: ``evaluate(candidate)`` returns
+``{task: score}``. The toy space scores exactly; the supernet evaluator runs the candidate
+with inherited weights on a fixed validation subset. A :class:`Fitness` combines the scores:
+:class:`WeightedSum` (``t_score`` = top-1 + mAP + mIoU is its preset) or :class:`DeltaM`.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+from automtl.errors import ConfigError
+from automtl.search.space import Candidate
+
+
+class Evaluator(ABC):
+    """Scores candidates; one ``evaluate`` call per candidate, never twice for one arch."""
+
+    #: tasks ``evaluate`` reports
+    tasks: tuple[str, ...] = ()
+    #: per task, whether a larger score is better (default: all higher-is-better)
+    higher_is_better: Mapping[str, bool] = {}
+
+    @abstractmethod
+    def evaluate(self, candidate: Candidate) -> dict[str, float]:
+        """Per-task scores of ``candidate``."""
+
+    def direction(self, task: str) -> bool:
+        """True when a higher score of ``task`` is better."""
+        return bool(self.higher_is_better.get(task, True))
+
+
+class Fitness(ABC):
+    """Combines per-task scores into the single number the evolution maximises."""
+
+    @abstractmethod
+    def __call__(self, scores: Mapping[str, float]) -> float:
+        """The fitness of one candidate's scores (higher is better)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (stored with the study)."""
+        return {"type": type(self).__name__}
+
+
+class WeightedSum(Fitness):
+    """``Σ_t w_t · s_t``; a task with ``higher_is_better=False`` enters with a minus sign."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None, *,
+                 higher_is_better: Mapping[str, bool] | None = None) -> None:
+        self.weights = None if weights is None else {k: float(v) for k, v in weights.items()}
+        self.higher_is_better = dict(higher_is_better or {})
+
+    def __call__(self, scores: Mapping[str, float]) -> float:
+        total = 0.0
+        weights = self.weights if self.weights is not None else {t: 1.0 for t in scores}
+        for task, w in weights.items():
+            if task not in scores:
+                raise ConfigError(f"fitness weight for task '{task}' but the evaluator reports "
+                                  f"{sorted(scores)}", key=f"fitness.weights.{task}")
+            sign = 1.0 if self.higher_is_better.get(task, True) else -1.0
+            total += sign * w * float(scores[task])
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "weighted_sum", "weights": self.weights}
+
+
+def t_score() -> WeightedSum:
+    """ViT-MVT's T-Score: top-1 + mAP + mIoU, i.e. the unweighted sum of every task's score."""
+    return WeightedSum(None)
+
+
+class DeltaM(Fitness):
+    """Δm = (1/T) Σ_t (−1)^{l_t} (M_t − B_t)/B_t · 100 against single-task baselines ``B``;
+    ``l_t = 1`` where lower is better (Maninis 2019 / Vandenhende 2021)."""
+
+    def __init__(self, baselines: Mapping[str, float], *,
+                 lower_is_better: Mapping[str, bool] | None = None) -> None:
+        if not baselines:
+            raise ConfigError("delta_m needs a baseline score per task", key="fitness.baselines")
+        for t, b in baselines.items():
+            if not b or not math.isfinite(float(b)):
+                raise ConfigError(f"baseline of '{t}' must be a non-zero number, got {b!r}",
+                                  key=f"fitness.baselines.{t}")
+        self.baselines = {k: float(v) for k, v in baselines.items()}
+        self.lower_is_better = dict(lower_is_better or {})
+
+    def __call__(self, scores: Mapping[str, float]) -> float:
+        terms = []
+        for t, b in self.baselines.items():
+            if t not in scores:
+                raise ConfigError(f"baseline for task '{t}' but the evaluator reports "
+                                  f"{sorted(scores)}", key=f"fitness.baselines.{t}")
+            sign = -1.0 if self.lower_is_better.get(t, False) else 1.0
+            terms.append(sign * (float(scores[t]) - b) / b * 100.0)
+        return sum(terms) / len(terms)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "delta_m", "baselines": self.baselines,
+                "lower_is_better": self.lower_is_better}
+
+
+def build_fitness(cfg: Mapping[str, Any] | str | None) -> Fitness:
+    """A fitness from a config: ``"t_score"``, ``dict(type="weighted_sum", weights=…)`` or
+    ``dict(type="delta_m", baselines=…, lower_is_better=…)``."""
+    if cfg is None:
+        return t_score()
+    if isinstance(cfg, str):
+        cfg = {"type": cfg}
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    if kind in ("t_score", "tscore"):
+        return t_score()
+    if kind == "weighted_sum":
+        return WeightedSum(cfg.get("weights"), higher_is_better=cfg.get("higher_is_better"))
+    if kind == "delta_m":
+        if "baselines" not in cfg:
+            raise ConfigError("missing key", key="fitness.baselines")
+        return DeltaM(cfg["baselines"], lower_is_better=cfg.get("lower_is_better"))
+    raise ConfigError(f"unknown fitness type {kind!r}; use t_score, weighted_sum or delta_m",
+                      key="fitness.type")

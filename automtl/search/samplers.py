@@ -1,0 +1,276 @@
+"""optuna samplers for architecture search: AutoFormer evolution and NSGA-II on candidates.
+
+Candidates may change length (a deeper net has more genes), which optuna's fixed
+distributions do not model. So the sampler builds the whole candidate in ``before_trial``
+(random / mutation / crossover, in budget, not seen before), stores it in the trial's system
+attrs, and hands its genes back as relative params: the objective reads the candidate and
+``suggest_categorical`` returns exactly its genes, so each trial also shows them as params.
+
+Duplicates across worker processes are excluded by a write-then-check on the study storage:
+a trial writes its candidate key, then re-reads the study; if any other live trial holds the
+same key it draws again. Whatever order two workers interleave in, one of them sees the
+other, so no architecture is evaluated twice.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+from typing import TYPE_CHECKING, Any, Sequence
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseGASampler, NSGAIISampler, RandomSampler
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from automtl.errors import SearchError
+from automtl.search.proposer import EvolutionConfig, Proposer
+from automtl.search.space import Candidate, SearchSpace
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+#: system-attr keys written on every trial
+CANDIDATE = "automtl:candidate"
+KEY = "automtl:key"
+ORIGIN = "automtl:origin"
+WORKER = "automtl:worker"
+INTERRUPTED = "automtl:interrupted"
+REJECTED = "automtl:rejected"
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process (recorded on each trial to find orphans after a crash)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_live(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` holds its key: every trial except those a dead worker left behind."""
+    return KEY in trial.system_attrs and not trial.system_attrs.get(INTERRUPTED, False)
+
+
+class _CandidateAssigner:
+    """Shared by both samplers: gives a trial an in-budget candidate no other trial holds."""
+
+    def __init__(self, space: SearchSpace, budget: tuple[int, int], cfg: EvolutionConfig,
+                 seed: int | None, record_params: bool) -> None:
+        self.space = space
+        self.proposer = Proposer(space, budget, cfg)
+        self.rng = random.Random(seed)
+        self.record_params = record_params
+        self._assigned: dict[int, Candidate] = {}
+        self._distributions = {name: CategoricalDistribution(list(choices))
+                               for name, choices in space.gene_choices().items()}
+
+    def assign(self, study: Study, trial: FrozenTrial, generation: int,
+               parents: Sequence[FrozenTrial], gen_key: str) -> Candidate:
+        """Choose, record and return the candidate of ``trial``."""
+        storage, tid = study._storage, trial._trial_id
+        storage.set_trial_system_attr(tid, WORKER, worker_id())
+        trials = storage.get_all_trials(study._study_id, deepcopy=False)
+        taken = {t.system_attrs[KEY] for t in trials if t._trial_id != tid and is_live(t)}
+        orphans = []
+        for t in trials:
+            if t.system_attrs.get(INTERRUPTED) and CANDIDATE in t.system_attrs \
+                    and t.system_attrs.get(KEY) not in taken:
+                orphans.append((t.system_attrs[KEY], t.system_attrs[CANDIDATE]))
+        slot = sum(1 for t in trials if t.number < trial.number and is_live(t)
+                   and t.system_attrs.get(gen_key) == generation)
+        parent_cands = [p.system_attrs[CANDIDATE] for p in parents if CANDIDATE in p.system_attrs]
+        rejected_before = self.proposer.n_rejected
+        for _ in range(20):
+            if orphans:
+                key, cand = orphans.pop(0)
+                origin = "retry"
+            else:
+                cand, origin = self.proposer.propose(parent_cands, slot, self.rng,
+                                                     taken.__contains__)
+                key = self.space.key(cand)
+            storage.set_trial_system_attr(tid, KEY, key)
+            now = storage.get_all_trials(study._study_id, deepcopy=False)
+            if not any(t._trial_id != tid and is_live(t) and t.system_attrs[KEY] == key
+                       for t in now):
+                break
+            taken.add(key)
+        else:
+            raise SearchError("20 candidates in a row were taken by other workers at the same "
+                              "moment; the space is nearly exhausted")
+        storage.set_trial_system_attr(tid, CANDIDATE, cand)
+        storage.set_trial_system_attr(tid, ORIGIN, origin)
+        storage.set_trial_system_attr(tid, REJECTED, self.proposer.n_rejected - rejected_before)
+        self._assigned[tid] = cand
+        return cand
+
+    def candidate_of(self, study: Study, trial: FrozenTrial) -> Candidate:
+        """The candidate ``assign`` gave ``trial`` (from memory, else from the storage)."""
+        tid = trial._trial_id
+        if tid not in self._assigned:
+            attrs = study._storage.get_trial_system_attrs(tid)
+            if CANDIDATE not in attrs:
+                raise SearchError(f"trial {trial.number} has no candidate; it was not created "
+                                  "by an automtl search sampler")
+            self._assigned[tid] = attrs[CANDIDATE]
+        return self._assigned[tid]
+
+    def forget(self, trial_id: int) -> None:
+        """Drop the in-memory copy of a finished trial's candidate."""
+        self._assigned.pop(trial_id, None)
+
+    def search_space(self) -> dict[str, BaseDistribution]:
+        """The genes as categorical distributions (empty when params are not recorded)."""
+        return dict(self._distributions) if self.record_params else {}
+
+    def relative_params(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """The candidate's genes that optuna should report as params."""
+        cand = self.candidate_of(study, trial)
+        return {k: v for k, v in cand.items() if k in search_space}
+
+
+def _value_of(trial: FrozenTrial, direction: StudyDirection) -> float:
+    v = trial.value
+    return v if direction == StudyDirection.MAXIMIZE else -v
+
+
+class EvolutionSampler(BaseGASampler):
+    """AutoFormer/ViT-MVT evolution under a parameter budget (single objective).
+
+    Generation 0 draws ``population`` random in-budget candidates. Each later generation's
+    parents are the ``top_k`` best of the previous generation and its parents (elitism); its
+    children are ``n_mutations`` mutations (per-layer gene prob ``p_layer``, depth/width
+    ``p_global``) and ``n_crossovers`` crossovers of same-depth parents. Children outside the
+    budget or already seen are resampled.
+
+    Example::
+
+        import optuna
+        from automtl.search import EvolutionSampler, LayeredToySpace
+        space = LayeredToySpace()
+        sampler = EvolutionSampler(space, budget=(20_000, 40_000), population=10, top_k=3,
+                                   n_mutations=5, n_crossovers=5, seed=0)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        def objective(trial):
+            cand = sampler.candidate(study, trial)
+            return sum(space.scores(cand).values())
+        study.optimize(objective, n_trials=30)
+
+    Args:
+        space: the search space.
+        budget: ``(min_params, max_params)`` of the total (shared weights counted once).
+        population, top_k, n_mutations, n_crossovers, p_layer, p_global: DESIGN §3 settings.
+        seed: seeds the proposal RNG.
+        record_params: also report the genes as optuna params (dashboard, trials_dataframe).
+    """
+
+    def __init__(self, space: SearchSpace, *, budget: tuple[int, int], population: int = 50,
+                 top_k: int = 10, n_mutations: int = 25, n_crossovers: int = 25,
+                 p_layer: float = 0.2, p_global: float = 0.4, seed: int | None = None,
+                 record_params: bool = True, max_child_tries: int = 50,
+                 max_random_tries: int = 5000) -> None:
+        self.config = EvolutionConfig(population, top_k, n_mutations, n_crossovers, p_layer,
+                                      p_global, max_child_tries, max_random_tries)
+        self.config.check()
+        super().__init__(population_size=population)
+        self.space = space
+        self.assigner = _CandidateAssigner(space, budget, self.config, seed, record_params)
+        self._random = RandomSampler(seed=seed)
+
+    def select_parent(self, study: Study, generation: int) -> list[FrozenTrial]:
+        """The ``top_k`` best of generation ``generation - 1`` and its own parents."""
+        pool = {t._trial_id: t for t in self.get_population(study, generation - 1)}
+        for t in self.get_parent_population(study, generation - 1):
+            pool.setdefault(t._trial_id, t)
+        direction = study.direction
+        ranked = sorted(pool.values(), key=lambda t: (-_value_of(t, direction), t.number))
+        return ranked[: self.config.top_k]
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """Give the new trial its candidate."""
+        generation = self.get_trial_generation(study, trial)
+        parents = self.get_parent_population(study, generation)
+        self.assigner.assign(study, trial, generation, parents, self._get_generation_key())
+
+    def candidate(self, study: Study, trial: FrozenTrial | Any) -> Candidate:
+        """The candidate of ``trial`` (an optuna ``Trial`` or ``FrozenTrial``)."""
+        return self.assigner.candidate_of(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial
+                                    ) -> dict[str, BaseDistribution]:
+        return self.assigner.search_space()
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.assigner.relative_params(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        cand = self.assigner.candidate_of(study, trial)
+        if param_name in cand:
+            return cand[param_name]
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.assigner.forget(trial._trial_id)
+
+
+class ParetoEvolutionSampler(NSGAIISampler):
+    """NSGA-II (optuna's non-dominated sorting + crowding-distance survivor selection) whose
+    children are the space's own mutations and crossovers, in budget and never duplicated.
+
+    Used for the multi-objective mode: one objective per task plus the parameter count.
+    Takes the same arguments as :class:`EvolutionSampler`; ``top_k`` is unused because NSGA-II
+    keeps ``population`` survivors.
+    """
+
+    def __init__(self, space: SearchSpace, *, budget: tuple[int, int], population: int = 50,
+                 top_k: int = 10, n_mutations: int = 25, n_crossovers: int = 25,
+                 p_layer: float = 0.2, p_global: float = 0.4, seed: int | None = None,
+                 record_params: bool = True, max_child_tries: int = 50,
+                 max_random_tries: int = 5000) -> None:
+        self.config = EvolutionConfig(population, top_k, n_mutations, n_crossovers, p_layer,
+                                      p_global, max_child_tries, max_random_tries)
+        self.config.check()
+        super().__init__(population_size=population, seed=seed)
+        self.space = space
+        self.assigner = _CandidateAssigner(space, budget, self.config, seed, record_params)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """Give the new trial its candidate (children of the NSGA-II survivors)."""
+        super().before_trial(study, trial)
+        generation = self.get_trial_generation(study, trial)
+        parents = self.get_parent_population(study, generation)
+        self.assigner.assign(study, trial, generation, parents, self._get_generation_key())
+
+    def candidate(self, study: Study, trial: FrozenTrial | Any) -> Candidate:
+        """The candidate of ``trial``."""
+        return self.assigner.candidate_of(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial
+                                    ) -> dict[str, BaseDistribution]:
+        return self.assigner.search_space()
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.assigner.relative_params(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        cand = self.assigner.candidate_of(study, trial)
+        if param_name in cand:
+            return cand[param_name]
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        super().after_trial(study, trial, state, values)
+        self.assigner.forget(trial._trial_id)
+
+
+class RandomCandidateSampler(EvolutionSampler):
+    """Random search under the same budget and duplicate rules (the baseline of benchmarks):
+    every trial is a fresh random in-budget candidate, whatever the generation."""
+
+    def select_parent(self, study: Study, generation: int) -> list[FrozenTrial]:
+        return []
