@@ -14,13 +14,13 @@ from collections.abc import Iterable, Mapping
 
 from automtl.data.tasks import task_out_channels, task_spec
 from automtl.metrics.base import Metric
-from automtl.metrics.delta import (VARIANTS, Baseline, delta_m, delta_m_all, load_baseline, relative_diffs,
+from automtl.metrics.delta import (VARIANTS, Baseline, default_directions, delta_m, delta_m_all, load_baseline, relative_diffs,
                                    save_baseline)
 from automtl.metrics.dense import (DepthMetric, EdgeMetric, FMeasure, L1Metric, NormalMetric, SaliencyMetric,
                                    SegmentationMetric)
 
 __all__ = ["Metric", "SegmentationMetric", "DepthMetric", "NormalMetric", "EdgeMetric", "SaliencyMetric",
-           "FMeasure", "L1Metric", "default_metrics", "metric_for_task", "VARIANTS", "Baseline", "delta_m",
+           "FMeasure", "L1Metric", "default_metrics", "metric_for_task", "VARIANTS", "Baseline", "default_directions", "delta_m",
            "delta_m_all", "relative_diffs", "save_baseline", "load_baseline"]
 
 

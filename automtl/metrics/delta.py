@@ -11,8 +11,10 @@ For every task t and metric k: ``r_{t,k} = (-1)^{l_k} (M_{t,k} - B_{t,k}) / B_{t
   task with many metrics weighs as much as a task with one.
 
 A baseline file is JSON:
-``{"format": "automtl-baseline/1", "results": {task: {metric: value}},
+``{"format": "automtl-baseline/1", "metrics": {task: {metric: value}},
 "higher_is_better": {task: {metric: bool}}, "primary": {task: metric}, "meta": {...}}``.
+``load_baseline`` also reads a bare ``{task: {metric: value}}`` (or ``{"metrics": ...}``)
+file, taking directions and primary metrics from each task's default metric.
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from automtl.errors import ConfigError
 
-__all__ = ["VARIANTS", "Baseline", "relative_diffs", "delta_m", "delta_m_all", "save_baseline",
+__all__ = ["VARIANTS", "Baseline", "default_directions", "relative_diffs", "delta_m", "delta_m_all", "save_baseline",
            "load_baseline"]
 
 VARIANTS: tuple[str, ...] = ("maninis", "all_metrics", "task_balanced")
@@ -36,9 +38,26 @@ _FORMAT = "automtl-baseline/1"
 Results = Mapping[str, Mapping[str, float]]
 
 
+def default_directions(tasks: Iterable[str]) -> tuple[dict[str, dict[str, bool]], dict[str, str]]:
+    """``higher_is_better`` and ``primary`` of the default metric of each task."""
+    from automtl.metrics import metric_for_task
+
+    hib, primary = {}, {}
+    for task in tasks:
+        m = metric_for_task(task, num_classes=2)
+        hib[task], primary[task] = dict(m.higher_is_better), m.primary
+    return hib, primary
+
+
 def relative_diffs(results: Results, baseline: Results,
-                   higher_is_better: Mapping[str, Mapping[str, bool]]) -> dict[str, dict[str, float]]:
-    """Signed relative difference in percent per task and baseline metric (positive = better)."""
+                   higher_is_better: Mapping[str, Mapping[str, bool]] | None = None
+                   ) -> dict[str, dict[str, float]]:
+    """Signed relative difference in percent per task and baseline metric (positive = better).
+
+    ``higher_is_better`` defaults to the directions of each task's default metric.
+    """
+    if higher_is_better is None:
+        higher_is_better = default_directions(results)[0]
     out: dict[str, dict[str, float]] = {}
     for task in results:
         if task not in baseline:
@@ -60,9 +79,13 @@ def relative_diffs(results: Results, baseline: Results,
     return out
 
 
-def delta_m(results: Results, baseline: Results, higher_is_better: Mapping[str, Mapping[str, bool]], *,
+def delta_m(results: Results, baseline: Results,
+            higher_is_better: Mapping[str, Mapping[str, bool]] | None = None, *,
             variant: str = "maninis", primary: Mapping[str, str] | None = None) -> float:
-    """Δm of ``results`` against ``baseline`` in one of ``VARIANTS`` (percent)."""
+    """Δm of ``results`` against ``baseline`` in one of ``VARIANTS`` (percent).
+
+    ``higher_is_better`` and ``primary`` default to those of each task's default metric.
+    """
     if variant not in VARIANTS:
         raise ConfigError(f"unknown Δm variant; use one of {list(VARIANTS)}", key="variant")
     diffs = relative_diffs(results, baseline, higher_is_better)
@@ -70,7 +93,7 @@ def delta_m(results: Results, baseline: Results, higher_is_better: Mapping[str, 
         raise ConfigError("no tasks to compare", key="results")
     if variant == "maninis":
         if primary is None:
-            raise ConfigError("the maninis variant needs the primary metric of each task", key="primary")
+            primary = default_directions(results)[1]
         vals = []
         for task, d in diffs.items():
             if task not in primary or primary[task] not in d:
@@ -84,9 +107,10 @@ def delta_m(results: Results, baseline: Results, higher_is_better: Mapping[str, 
     return sum(per_task) / len(per_task)
 
 
-def delta_m_all(results: Results, baseline: Results, higher_is_better: Mapping[str, Mapping[str, bool]],
-                primary: Mapping[str, str]) -> dict[str, float]:
-    """All three variants, keyed ``delta_m_<variant>``."""
+def delta_m_all(results: Results, baseline: Results,
+                higher_is_better: Mapping[str, Mapping[str, bool]] | None = None,
+                primary: Mapping[str, str] | None = None) -> dict[str, float]:
+    """All three variants, keyed ``delta_m_<variant>`` (defaults as in ``delta_m``)."""
     return {f"delta_m_{v}": delta_m(results, baseline, higher_is_better, variant=v, primary=primary)
             for v in VARIANTS}
 
@@ -116,7 +140,7 @@ class Baseline:
         """Write the JSON file atomically (temporary file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"format": _FORMAT, "results": self.results, "higher_is_better": self.higher_is_better,
+        doc = {"format": _FORMAT, "metrics": self.results, "higher_is_better": self.higher_is_better,
                "primary": self.primary, "meta": self.meta}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
@@ -137,16 +161,26 @@ class Baseline:
             raise ConfigError("baseline file not found", path=str(path)) from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"not valid JSON: {e}", path=str(path)) from None
-        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
-            raise ConfigError(f"expected format '{_FORMAT}'", key="format", path=str(path))
-        for key in ("results", "higher_is_better", "primary"):
+        if not isinstance(doc, dict):
+            raise ConfigError("expected a JSON object", path=str(path))
+        if doc.get("format") != _FORMAT:  # bare {task: {metric: value}} or {"metrics": {...}}
+            data = doc.get("metrics", doc)
+            if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+                raise ConfigError(f"expected format '{_FORMAT}' or {{task: {{metric: value}}}}",
+                                  key="format", path=str(path))
+            try:
+                hib, primary = default_directions(data)
+            except ConfigError as e:
+                raise ConfigError(str(e), path=str(path)) from None
+            doc = {"metrics": data, "higher_is_better": hib, "primary": primary, "meta": {}}
+        for key in ("metrics", "higher_is_better", "primary"):
             if not isinstance(doc.get(key), dict):
                 raise ConfigError("missing or not a mapping", key=key, path=str(path))
-        for task, vals in doc["results"].items():
+        for task, vals in doc["metrics"].items():
             for metric in vals:
                 if metric not in doc["higher_is_better"].get(task, {}):
                     raise ConfigError("no higher_is_better entry", key=f"{task}/{metric}", path=str(path))
-        return cls(doc["results"], doc["higher_is_better"], doc["primary"], doc.get("meta", {}))
+        return cls(doc["metrics"], doc["higher_is_better"], doc["primary"], doc.get("meta", {}))
 
 
 def save_baseline(path: str | os.PathLike, results: Results, metrics: Mapping[str, Any],

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from automtl.errors import ConfigError
-from automtl.metrics import Baseline, default_metrics, delta_m, load_baseline, save_baseline
+from automtl.metrics import Baseline, default_metrics, delta_m, delta_m_all, load_baseline, save_baseline
 
 BASE = {"segment_semantic": {"mIoU": 50.0, "pixel_acc": 80.0},
         "depth_zbuffer": {"rmse": 2.0, "abs_err": 1.0, "delta_1": 80.0}}
@@ -51,9 +51,21 @@ def test_bad_inputs_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="missing.json"):
         load_baseline(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": "automtl-baseline/1", "results": {}, "primary": {}}))
+    bad.write_text(json.dumps({"format": "automtl-baseline/1", "metrics": {}, "primary": {}}))
     with pytest.raises(ConfigError, match="higher_is_better"):
         Baseline.load(bad)
     zero = Baseline({"t": {"m": 0.0}}, {"t": {"m": True}}, {"t": "m"})
     with pytest.raises(ConfigError, match="t/m"):
         zero.delta({"t": {"m": 1.0}})
+
+
+def test_defaults_from_task_metrics_and_bare_files(tmp_path):
+    assert delta_m(RES, BASE, variant="maninis") == pytest.approx(10.0)
+    assert delta_m_all(RES, BASE)["delta_m_task_balanced"] == pytest.approx(1.25)
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"metrics": BASE}))
+    b = load_baseline(bare)
+    assert b.primary == PRIMARY and b.delta(RES)["delta_m_all_metrics"] == pytest.approx(1.0)
+    bare.write_text(json.dumps({"depth_zbuffer": {"sharpness": 1.0}}))
+    with pytest.raises(ConfigError, match="depth_zbuffer/sharpness"):
+        load_baseline(bare)
