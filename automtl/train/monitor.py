@@ -1,0 +1,83 @@
+"""What a run reports: a plain-text log, tensorboard scalars and a JSON history for plots."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+
+class RunMonitor:
+    """Writes ``train.log``, tensorboard events under ``tb/`` and ``history.json`` in ``work_dir``.
+
+    Only the main process writes; the others get a silent monitor (``enabled=False``).
+    """
+
+    def __init__(self, work_dir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True,
+                 writer_path: str | os.PathLike | None = None) -> None:
+        self.work_dir = Path(work_dir)
+        self.enabled = enabled
+        self.history: dict[str, list[list[float]]] = {}
+        self._writer = None
+        self._tb_dir = Path(writer_path) if writer_path else self.work_dir / "tb"
+        self._tb = tensorboard
+        self.logger = logging.getLogger(f"automtl.train.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        if enabled:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            hist = self.work_dir / "history.json"
+            if hist.is_file():  # a resumed run keeps its earlier curve
+                try:
+                    self.history = json.loads(hist.read_text())
+                except ValueError:
+                    self.history = {}
+            handler = logging.FileHandler(self.work_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+            self.logger.addHandler(handler)
+
+    def log(self, message: str) -> None:
+        """One line in ``train.log``."""
+        if self.enabled:
+            self.logger.info(message)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """One tensorboard scalar, also kept in the history (for curve plots)."""
+        if not self.enabled:
+            return
+        series = self.history.setdefault(tag, [])
+        while series and series[-1][0] >= step:  # a resumed run rewrites what came after its checkpoint
+            series.pop()
+        series.append([step, float(value)])
+        if self._tb:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self._tb_dir))
+            self._writer.add_scalar(tag, float(value), step)
+
+    def flush(self) -> None:
+        """Write the history file and flush tensorboard."""
+        if not self.enabled:
+            return
+        tmp = self.work_dir / ".history.json.tmp"
+        tmp.write_text(json.dumps(self.history))
+        os.replace(tmp, self.work_dir / "history.json")
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and release files."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for h in list(self.logger.handlers):
+            h.close()
+            self.logger.removeHandler(h)
+
+    def write_config(self, config: dict[str, Any], name: str = "trainer_config.json") -> None:
+        """The resolved settings of a run, next to its outputs."""
+        if self.enabled:
+            (self.work_dir / name).write_text(json.dumps(config, indent=2, default=str, sort_keys=True))

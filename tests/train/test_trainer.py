@@ -1,0 +1,145 @@
+"""Trainer mechanics on the real MTLModel: phases, alternation, τ, NaN handling, logging."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from automtl.errors import ConfigError, TrainingError, UnknownTaskError
+from automtl.supernet import Policy
+from automtl.train import Trainer
+from conftest import TASKS, make_loaders, mse_criteria, mse_metrics, tiny_model
+
+
+def _trainer(tmp_path, model=None, criteria=None, **kw):
+    train, val = make_loaders()
+    kw.setdefault("progress", False)
+    return Trainer(model or tiny_model(), train, val, criteria or mse_criteria(), mse_metrics(),
+                   work_dir=tmp_path, **kw)
+
+
+def test_criteria_task_without_head_is_rejected(tmp_path):
+    crit = dict(mse_criteria(), c=torch.nn.functional.mse_loss)
+    train, val = make_loaders(("a", "b", "c"))
+    with pytest.raises(UnknownTaskError, match="'c'"):
+        Trainer(tiny_model(), train, val, crit, None, work_dir=tmp_path)
+
+
+def test_missing_loader_and_bad_lambda_are_named(tmp_path):
+    train, val = make_loaders()
+    del train["b"]
+    with pytest.raises(ConfigError, match=r"train_loaders.*\['b'\]"):
+        Trainer(tiny_model(), train, val, mse_criteria(), None, work_dir=tmp_path)
+    tr = _trainer(tmp_path)
+    with pytest.raises(ConfigError, match="'zz'"):
+        tr.pre_train(1, 1e-3, loss_lambda={"zz": 1.0})
+
+
+def test_three_phases_train_and_log(tmp_path):
+    tr = _trainer(tmp_path, print_iters=2, val_iters=4, checkpoint_iters=3)
+    before = tr.validate("pre")["a"]["mse"]
+    w = tr.pre_train(12, 1e-2)
+    assert w == tmp_path / "pre_train.pt" and w.is_file()
+    assert tr.validate("pre")["a"]["mse"] < before
+    tr.alter_train_with_reg(8, (2, 2), network_lr=1e-2, loss_lambda={"a": 1, "b": 1, "policy": 5e-4})
+    policy = tr.model.sample_policy(seed=0)
+    policy.save(tmp_path / "p.json")
+    out = tr.post_train(6, 1e-2, reload=str(tmp_path / "p.json"), save_path=tmp_path / "final")
+    assert out == tmp_path / "final" / "post_train.pt"
+    res = tr.validate("fixed")
+    assert set(res) == set(TASKS) and all(math.isfinite(res[t]["mse"]) for t in TASKS)
+    assert tr.policy == Policy.load(tmp_path / "post_train_policy.json", model=tr.model)
+    tr.close()
+    log = (tmp_path / "train.log").read_text()
+    assert "pre_train iter 12/12" in log and "post_train: done" in log and "val iter 4" in log
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert len(hist["pre_train/loss/a"]) == 12 and "alter_train_with_reg/policy_reg" in hist
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    assert json.loads((tmp_path / "trainer_config.json").read_text())["tasks"] == list(TASKS)
+    ck = torch.load(tmp_path / "checkpoints" / "post_train_latest.pt", weights_only=True)
+    assert ck["complete"] and ck["it"] == 6
+
+
+def test_alternation_counts_tau_decay_and_separate_splits(tmp_path):
+    train, val = make_loaders()
+    model = tiny_model()
+    steps: list[tuple[str, str, tuple[int, ...]]] = []
+
+    def criterion(task):
+        ds = train[task].dataset
+
+        def loss(out, y):
+            kind = "policy" if not next(model.weight_parameters()).requires_grad else "weights"
+            assert model.logits.requires_grad == (kind == "policy")
+            steps.append((kind, task, tuple(ds.log[-len(y):])))
+            return torch.nn.functional.mse_loss(out, y)
+        return loss
+
+    tr = Trainer(model, train, val, {t: criterion(t) for t in TASKS}, mse_metrics(), work_dir=tmp_path,
+                 progress=False)
+    logits0 = model.logits.detach().clone()
+    tr.alter_train_with_reg(10, (2, 3), network_lr=1e-2, policy_lr=0.1)
+    kinds = [k for k, t, _ in steps if t == "a"]
+    assert kinds == ["weights"] * 3 + ["policy"] * 2 + ["weights"] * 3 + ["policy"] * 2
+    assert tr.tau == pytest.approx(5.0 * 0.965 ** 2)
+    assert not torch.equal(model.logits.detach(), logits0)
+    assert model.logits.requires_grad and all(p.requires_grad for p in model.weight_parameters())
+    for task in TASKS:
+        w = {i for k, t, idx in steps if t == task and k == "weights" for i in idx}
+        p = {i for k, t, idx in steps if t == task and k == "policy" for i in idx}
+        assert w and p and not (w & p)
+    ck = torch.load(tmp_path / "checkpoints" / "alter_train_with_reg_latest.pt", weights_only=True)
+    assert ck["tau"] == pytest.approx(tr.tau)
+    assert int(ck["optimizers"]["policy"]["state"][0]["step"]) == 4
+
+
+def test_tau_decay_every_n_iterations(tmp_path):
+    tr = _trainer(tmp_path)
+    tr.alter_train_with_reg(6, (1, 1), network_lr=1e-3, init_tau=2.0, tau_decay=0.5, tau_decay_every=3)
+    assert tr.tau == pytest.approx(0.5)
+
+
+def test_nan_loss_stops_with_iteration_and_task_and_keeps_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def bad(out, y):
+        calls["n"] += 1
+        loss = torch.nn.functional.mse_loss(out, y)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    tr = _trainer(tmp_path, criteria={"a": torch.nn.functional.mse_loss, "b": bad}, checkpoint_iters=2)
+    with pytest.raises(TrainingError, match=r"task 'b' is nan at iteration 7.*pre_train_latest\.pt"):
+        tr.pre_train(10, 1e-2)
+    ck = torch.load(tmp_path / "checkpoints" / "pre_train_latest.pt", weights_only=True)
+    assert ck["it"] == 6 and not ck["complete"]
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "pre_train.pt").exists()
+
+
+def test_nan_metric_stops_validation_naming_task(tmp_path):
+    tr = _trainer(tmp_path)
+
+    class NanMetric:
+        def reset(self):
+            pass
+
+        def update(self, out, y):
+            pass
+
+        def compute(self):
+            return {"rmse": float("nan")}
+
+    tr.metrics["b"] = NanMetric()
+    with pytest.raises(TrainingError, match="metric 'rmse' of task 'b' is nan at iteration 2"):
+        tr.validate("pre", iteration=2)
+
+
+def test_resume_of_completed_phase_loads_its_weights(tmp_path):
+    tr = _trainer(tmp_path)
+    tr.pre_train(3, 1e-2)
+    state = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    tr2 = _trainer(tmp_path, model=tiny_model(seed=5))
+    tr2.pre_train(3, 1e-2, resume=True)
+    assert all(torch.equal(state[k], v) for k, v in tr2.model.state_dict().items())
