@@ -127,9 +127,9 @@ def test_gradnorm_equalises_gradient_norms():
 
     gn.backward = spy
     infos = _toy_regression(noise_b=0.05, steps=150, weighting=gn, lr=0.02, scale_b=20.0)
-    first, last = norms[0][1] / norms[0][0], norms[-1][1] / norms[-1][0]
-    assert first > 5  # task b's gradient starts much larger
-    assert 0.7 < last < 1.4  # weighted norms end up equal
+    ratios = sorted(b / a for a, b in norms[-50:])
+    assert norms[0][1] / norms[0][0] > 5  # task b's gradient starts 20x larger
+    assert 0.5 < ratios[25] < 2.0  # median over the last 50 steps: the weighted norms are balanced
     w_a, w_b = infos[-1][0]["a"], infos[-1][0]["b"]
     assert w_a > w_b and w_a + w_b == pytest.approx(2.0, rel=1e-3)
     gn2 = GradNorm(TASKS)
