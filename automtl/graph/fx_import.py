@@ -173,6 +173,12 @@ def _clean_function(n: fx.Node) -> tuple[str, dict[str, Any], list[fx.Node]] | N
                 and all(isinstance(t, fx.Node) for t in tensors):
             return "concat", {"dim": dim}, list(tensors)
         return None
+    if n.op == "call_function" and n.target is torch.nn.functional.adaptive_avg_pool2d:
+        size = args[1] if len(args) > 1 else kwargs.get("output_size")
+        if args and isinstance(args[0], fx.Node) and not set(kwargs) - {"output_size"} and (
+                isinstance(size, int) or (isinstance(size, (tuple, list)) and all(isinstance(v, int) for v in size))):
+            return "adaptive_avg_pool", {"output_size": size if isinstance(size, int) else tuple(size)}, [args[0]]
+        return None
     if (n.op == "call_function" and n.target is torch.flatten) or (is_method and n.target == "flatten"):
         if not args or not isinstance(args[0], fx.Node) or set(kwargs) - {"start_dim", "end_dim"}:
             return None
@@ -252,13 +258,14 @@ def _propagate_shapes(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> dict[str, 
 
 
 def from_module(module: nn.Module, example_input: Any = None, *, name: str | None = None,
-                leaf_modules: Iterable[type] = ()) -> Graph:
+                leaf_modules: Iterable[type] = (), input_names: Iterable[str] | None = None) -> Graph:
     """Import a torch.fx-traceable ``module`` as a :class:`Graph` (shapes from ``example_input``).
 
     ``example_input`` is a tensor (or a tuple of tensors for several inputs); without it the
     graph has no shapes. Node names are readable: a module's qualified name
     (``layer1.0.conv1``; a module called twice gets ``_1``), or ``scope.function``
-    (``layer1.0.add``). Weights are not copied here: see :func:`copy_weights`.
+    (``layer1.0.add``); inputs keep the argument names of ``forward`` unless ``input_names``
+    gives others. Weights are not copied here: see :func:`copy_weights`.
 
     Example::
 
@@ -272,6 +279,7 @@ def from_module(module: nn.Module, example_input: Any = None, *, name: str | Non
     shapes = _propagate_shapes(gm, inputs) if inputs else {}
 
     taken = {n.target for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    wanted_inputs = list(input_names) if input_names is not None else []
     used: set[str] = set()
 
     def unique(base: str) -> str:
@@ -292,8 +300,9 @@ def from_module(module: nn.Module, example_input: Any = None, *, name: str | Non
             attrs: dict[str, Any] = {}
             if placeholder_index < len(inputs) and isinstance(inputs[placeholder_index], torch.Tensor):
                 attrs["shape"] = tuple(inputs[placeholder_index].shape)
+            names[n] = unique(wanted_inputs[placeholder_index] if placeholder_index < len(wanted_inputs)
+                              else n.name)
             placeholder_index += 1
-            names[n] = unique(n.name)
             graph.add(Node(names[n], "input", (), attrs, shape, None))
         elif n.op == "call_module":
             op, attrs = module_op(gm.get_submodule(n.target))
@@ -377,11 +386,12 @@ def _output_names(value: Any, names: dict[fx.Node, str]) -> list[str]:
 
 # ---- weights -------------------------------------------------------------------------------
 
-def copy_weights(src: nn.Module, dst: nn.Module) -> int:
+def copy_weights(src: nn.Module, dst: nn.Module, *, by: str = "source") -> int:
     """Copy parameters and buffers from the imported ``src`` into a graph's module ``dst``.
 
-    Each node whose ``source`` names a submodule (or attribute) of ``src`` receives its state;
-    returns the number of tensors copied. Raises :class:`~automtl.errors.GraphError` when a
+    Each node whose ``source`` (``by="source"``, graphs from :func:`from_module`) or ``name``
+    (``by="name"``, e.g. a shipped prototxt exported from ``src``) names a submodule (or
+    attribute) of ``src`` receives its state; returns the number of tensors copied. Raises :class:`~automtl.errors.GraphError` when a
     node's source is missing or its shapes differ.
     """
     from automtl.errors import GraphError
@@ -389,10 +399,13 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> int:
 
     if not isinstance(dst, GraphModule):
         raise TypeError(f"copy_weights needs a GraphModule as destination, got {type(dst).__name__}")
+    if by not in ("source", "name"):
+        raise ValueError(f"by must be 'source' or 'name', not {by!r}")
     copied = 0
     with torch.no_grad():
         for node in dst.graph:
-            if node.op == "input" or not node.source:
+            key = node.source if by == "source" else node.name
+            if node.op == "input" or not key:
                 continue
             if node.op == "function" and "module_target" not in node.attrs:
                 continue
@@ -401,14 +414,14 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> int:
             if not state and node.op != "module":
                 continue
             try:
-                value = _get_attr(src, node.source)
+                value = _get_attr(src, key)
             except AttributeError:
                 if not state:
                     continue
-                raise GraphError(f"source '{node.source}' is not in {type(src).__name__}", layer=node.name) from None
+                raise GraphError(f"{by} '{key}' is not in {type(src).__name__}", layer=node.name) from None
             if isinstance(layer, Constant):
                 if not isinstance(value, torch.Tensor) or value.shape != layer.value.shape:
-                    raise GraphError(f"'{node.source}' does not fit the constant's shape", layer=node.name)
+                    raise GraphError(f"'{key}' does not fit the constant's shape", layer=node.name)
                 layer.value.copy_(value)
                 copied += 1
                 continue
@@ -419,7 +432,7 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> int:
             try:
                 layer.load_state_dict(value.state_dict())
             except RuntimeError as exc:
-                raise GraphError(f"weights of '{node.source}' do not fit: {str(exc).splitlines()[0]}",
+                raise GraphError(f"weights of '{key}' do not fit: {str(exc).splitlines()[0]}",
                                  layer=node.name) from exc
             copied += len(value.state_dict())
     return copied
