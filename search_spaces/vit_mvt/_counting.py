@@ -6,9 +6,11 @@ look-ups per layer, fast enough to run for every candidate of a search.
 """
 from __future__ import annotations
 
+import itertools
+from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
-from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, SPECIFIC, STEM_CHANNELS, SpaceConfig
+from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, SHARED, SPECIFIC, STEM_CHANNELS, SpaceConfig
 from ._genes import DEPTH, EMBED, heads_key, ratio_key, share_key
 
 _C = STEM_CHANNELS
@@ -78,11 +80,34 @@ class ParamTable:
         n = cfg.max_depth
         self._hk = [heads_key(i) for i in range(n)]
         self._rk = [ratio_key(i) for i in range(n)]
-        self._sk = [[tuple(share_key(i, lin, t) for t in self.tasks) for lin in LINEARS]
-                    for i in range(n)]
+        nt = len(self.tasks)
+        # per layer and linear: one C-level getter returning the tasks' sharing values, and
+        # the extra copies each value tuple costs beyond the first (specific - all-specific)
+        self._share_keys = [[tuple(share_key(i, lin, t) for t in self.tasks) for lin in LINEARS]
+                            for i in range(n)]
+        self._sg = [tuple(itemgetter(*keys) if nt > 1 else None for keys in layer)
+                    for layer in self._share_keys]
+        self._extra = {}
+        for vals in itertools.product((SHARED, SPECIFIC), repeat=nt):
+            s = vals.count(SPECIFIC)
+            self._extra[vals] = s - (s == nt)
 
     def count(self, c: Mapping[str, Any]) -> dict[str, int]:
-        """``{task: n, …, "total": n}`` for a (valid) candidate; raises KeyError otherwise."""
+        """``{task: n, …, "total": n}`` for a candidate; raises KeyError/TypeError if invalid.
+
+        Missing sharing genes mean ``"shared"``.
+        """
+        try:
+            return self._count(c)
+        except KeyError:
+            if not self.multi:
+                raise
+            filled = {k: SHARED for i in range(min(c[DEPTH], len(self._hk)))
+                      for keys in self._share_keys[i] for k in keys}
+            filled.update(c)
+            return self._count(filled)
+
+    def _count(self, c: Mapping[str, Any]) -> dict[str, int]:
         depth = c[DEPTH]
         e = c[EMBED]
         at = self._attn[e]
@@ -91,21 +116,13 @@ class ParamTable:
         single = self._glob[e]
         extra = 0
         if self.multi:
-            n_tasks = len(self.tasks)
-            get = c.get
-            sk = self._sk
+            sg, x = self._sg, self._extra
             for i in range(depth):
                 a = at[c[hk[i]]]
                 f = ft[c[rk[i]]]
                 single += a[0] + f[0]
-                k_qkv, k_proj, k_fc1, k_fc2 = sk[i]
-                for keys, size in ((k_qkv, a[1]), (k_proj, a[2]), (k_fc1, f[1]), (k_fc2, f[2])):
-                    s = 0
-                    for k in keys:
-                        if get(k) == SPECIFIC:
-                            s += 1
-                    if s:
-                        extra += size * (s - (s == n_tasks))
+                gq, gp, g1, g2 = sg[i]
+                extra += a[1] * x[gq(c)] + a[2] * x[gp(c)] + f[1] * x[g1(c)] + f[2] * x[g2(c)]
         else:
             for i in range(depth):
                 single += at[c[hk[i]]][0] + ft[c[rk[i]]][0]

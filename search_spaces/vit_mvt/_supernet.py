@@ -24,6 +24,24 @@ def _trunc(*shape: int) -> nn.Parameter:
     return nn.Parameter(w)
 
 
+class _StraightThroughSelect(torch.autograd.Function):
+    """Forward: the shared or the task tensor (hard choice, no arithmetic). Backward: the
+    straight-through gradient of ``g·shared + (1-g)·task`` with ``dg/dscore = 1``."""
+
+    @staticmethod
+    def forward(ctx: Any, score: Tensor, shared: Tensor, task: Tensor) -> Tensor:  # type: ignore[override]
+        use_shared = bool(score > 0.5)
+        ctx.use_shared = use_shared
+        ctx.save_for_backward(shared, task)
+        return (shared if use_shared else task).view_as(shared)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:  # type: ignore[override]
+        shared, task = ctx.saved_tensors
+        g_score = (grad * (shared - task)).sum().reshape(())
+        return (g_score, grad, None) if ctx.use_shared else (g_score, None, grad)
+
+
 class AdaptiveLinear(nn.Module):
     """A linear layer with a shared weight, per-task weights and per-task sharing scores.
 
@@ -79,11 +97,9 @@ class AdaptiveLinear(nn.Module):
         if self.mode.get(task) is False:
             return self._slice(self.task_weight[task], self.task_bias[task])
         s = self.score[task]
-        gate = (s > 0.5).to(s.dtype)
-        gate = gate + s - s.detach()  # straight-through: hard value, identity gradient
         ws, bs = self._slice(self.weight, self.bias)
         wt, bt = self._slice(self.task_weight[task], self.task_bias[task])
-        return gate * ws + (1 - gate) * wt, gate * bs + (1 - gate) * bt
+        return _StraightThroughSelect.apply(s, ws, wt), _StraightThroughSelect.apply(s, bs, bt)
 
     def export(self, task: str | None) -> nn.Linear:
         """A plain ``nn.Linear`` holding the active slice of the shared (``None``) or task weight."""

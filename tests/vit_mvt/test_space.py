@@ -196,3 +196,13 @@ def test_micro_space_is_enumerable_and_param_range_exact(micro):
                 c.update({f"mlp_ratio.{i}": r for i, r in enumerate(ratios)})
                 totals.append(single.count_params(c)["total"])
     assert (min(totals), max(totals)) == single.param_range()
+
+
+def test_missing_sharing_genes_count_as_shared(micro):
+    c = micro.sample(random.Random(8))
+    partial = {k: v for k, v in c.items() if not (k.startswith("share.1.") and v == "shared")}
+    assert micro.count_params(partial) == micro.count_params(micro.canonical(partial))
+    arch_only = {k: v for k, v in c.items() if not k.startswith("share.")}
+    assert micro.count_params(arch_only) == micro.count_params(micro.canonical(arch_only))
+    with pytest.raises(ArchError, match=r"share\.0\.qkv\.cls"):
+        micro.count_params({**c, "share.0.qkv.cls": "maybe"})
