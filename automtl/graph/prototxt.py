@@ -93,7 +93,7 @@ class _Layer:
 
     @property
     def name(self) -> str:
-        return self.msg.name or (self.msg.top[0] if self.msg.top else f"layer{self.index}")
+        return self.msg.name or (self.msg.top[0] if self.msg.top else "") or f"layer{self.index}"
 
 
 def _hw(param: Any, field: str, h: str, w: str, default: int | None) -> tuple[int, int] | None:
@@ -154,7 +154,10 @@ class _Builder:
         node = Node(self.unique(name), op, tuple(inputs), attrs, None, self.source(layer))
         if op == "input":
             node.shape = tuple(attrs["shape"])
-            self.values[node.name] = torch.empty(node.shape, device=_META)
+            try:
+                self.values[node.name] = torch.empty(node.shape, device=_META)
+            except (RuntimeError, ValueError, OverflowError) as exc:
+                raise self.err(ShapeError, f"input shape {list(node.shape)} is not usable: {exc}", layer) from None
         else:
             with torch.device(_META):
                 try:
@@ -197,8 +200,7 @@ class _Builder:
                                          layer=names[0])
         for name, shape in zip(names, shapes):
             self.check_shape(shape, name, None)
-            self.add(None, name, "input", [], {"shape": shape})
-            self.blobs[name] = self.graph[name].name if name in self.graph else name
+            self.blobs[name] = self.add(None, name, "input", [], {"shape": shape}).name
 
     def check_shape(self, shape: tuple[int, ...], name: str, layer: _Layer | None) -> None:
         if not shape or any(d <= 0 for d in shape):
