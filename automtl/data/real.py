@@ -1,0 +1,412 @@
+"""Real multi-task data sets, read in their published on-disk layouts.
+
+Every data set yields the same batch format as ``automtl.data.synthetic`` (image float32
+``[3,H,W]`` in [0, 1]; ``segment_semantic`` int64 with -1 = ignore; ``depth_zbuffer``
+float32 ``[1,H,W]`` with 0 = invalid; ``normal`` unit vectors ``[3,H,W]`` with zero
+vectors = invalid; ``edge_texture``/``saliency``/``keypoints2d`` float32 ``[1,H,W]``),
+so one Trainer, one set of losses and metrics serve all of them.
+
+Layouts (paths relative to ``root``):
+
+- ``CityScapes`` (AdaShare/AutoMTL): ``cityscape.json`` = ``{split: [[img, depth, label_2,
+  label_7, label_19], ...]}`` of ``.npy`` files: image ``[H,W,3]`` RGB in [0, 1], depth
+  ``[H,W,1]`` (0 = invalid), labels ``[H,W]`` with -1 = ignore. Tasks: segment_semantic
+  (19 classes), depth_zbuffer.
+- ``NYUv2`` (AdaShare/AutoMTL 3-task): ``nyu_v2_3task.json`` = ``{split: [[img, seg, normal,
+  depth], ...]}``: image ``.png`` (RGB), seg ``.png`` (40 classes, 255 = ignore), normal
+  ``.png`` (``n = 2·v/255 − 1``; pixels whose largest channel is 255 are invalid, as in
+  AutoMTL), depth ``.npy`` (metres, 0 = invalid). AutoMTL keeps this json under
+  ``data/utils/``; copy it into ``root`` (or pass ``index=``).
+- ``Taskonomy`` (AdaShare/AutoMTL tiny split): ``taskonomy.json`` = ``{split: [[rgb, seg,
+  normal, depth, keypoints2d, edge_texture], ...]}`` with paths relative to ``root/train``
+  (split ``train``) or ``root/test`` (others); ``.png`` files: seg (0 = unlabelled → -1,
+  k → k−1, 17 classes), normal (RGB, masked where depth is invalid), depth (uint16,
+  1/512 m, ≥ 64500 = invalid; returned in metres), keypoints2d (uint16/2¹⁶ scaled from
+  [0, 0.005] to [0, 1]), edge_texture (uint16/2¹⁶ scaled from [0, 0.08] to [0, 1]; soft
+  targets).
+- ``NYUD`` (ATRC / InvPT / MTI-Net ``NYUD_MT``): ``gt_sets/{split}.txt`` (one id a line),
+  ``images/{id}.jpg``, ``segmentation/{id}.png`` (0 = ignore, k → k−1, 40 classes),
+  ``depth/{id}.npy`` (metres, 0 = invalid), ``normals/{id}.npy`` (``[H,W,3]``, zero =
+  invalid), ``edge/{id}.npy`` (0/1).
+- ``PascalContext`` (ATRC / InvPT ``PASCAL_MT``): ``ImageSets/Context/{split}.txt``,
+  ``JPEGImages/{id}.jpg``, ``semseg/VOC12/{id}.png`` or ``semseg/pascal-context/{id}.png``
+  (21 classes, 255 = ignore), ``sal_distill/{id}.png`` (> 0.5 = salient),
+  ``normals_distill/{id}.png`` (``2·v/255 − 1``). Edges and human parts live in MATLAB
+  ``.mat`` files and are not read here; the distilled normals are not masked by the
+  NYU-compatible classes (that mask also needs the ``.mat`` labels).
+
+A root in the wrong layout raises ``DataError`` naming the first missing file (the index
+file, then the files of the first sample, or of every sample with ``check="all"``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from automtl.data.tasks import IGNORE_INDEX
+from automtl.errors import ConfigError, DataError
+
+__all__ = ["RealDataset", "CityScapes", "NYUv2", "Taskonomy", "NYUD", "PascalContext", "DATASETS",
+           "make_real_loaders"]
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"missing file: {path}")
+    return path
+
+
+def _png(path: Path) -> np.ndarray:
+    try:
+        with Image.open(_need(path)) as im:
+            return np.array(im)
+    except DataError:
+        raise
+    except Exception as e:  # unreadable image: name the file
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def _npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(_need(path))
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"cannot read array {path}: {e}") from None
+
+
+def _rgb(arr: np.ndarray) -> np.ndarray:
+    """``[H,W,3]`` image (uint8 or float in [0,1]) → float32 ``[3,H,W]`` in [0, 1]."""
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    arr = arr[..., :3]
+    arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _unit(n: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``[H,W,3]`` vectors → unit ``[3,H,W]``; invalid (or zero) pixels become zero vectors."""
+    n = n.astype(np.float32)
+    norm = np.linalg.norm(n, axis=2, keepdims=True)
+    ok = valid & (norm[..., 0] > 1e-6)
+    out = np.where(ok[..., None], n / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+class RealDataset(Dataset):
+    """Base of the real-set readers: an index of per-sample files and per-task decoders.
+
+    Item ``i`` is ``{"image": ..., task: ...}`` (formats in the module docs). ``size``
+    resizes (bilinear image, nearest labels); ``flip=True`` mirrors at random (normal x
+    negated), drawing from torch's global RNG.
+    """
+
+    name = "real"
+    tasks_available: tuple[str, ...] = ()
+    num_classes: int = 0
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Sequence[str] | None = None, *,
+                 size: int | Sequence[int] | None = None, flip: bool = False, check: str = "first",
+                 index: str | os.PathLike | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.tasks = tuple(tasks) if tasks is not None else self.tasks_available
+        bad = [t for t in self.tasks if t not in self.tasks_available]
+        if bad:
+            raise ConfigError(f"{self.name} has no task(s) {bad}; available: {list(self.tasks_available)}",
+                              key="tasks")
+        if check not in ("first", "all", "none"):
+            raise ConfigError("check must be 'first', 'all' or 'none'", key="check")
+        self.size = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+        self.flip = flip
+        self.index_path = Path(index) if index is not None else None
+        if not self.root.is_dir():
+            raise DataError(f"missing data root: {self.root}")
+        self.samples: list[dict[str, Path]] = self._index()
+        todo = {"first": self.samples[:1], "all": self.samples, "none": []}[check]
+        for s in todo:
+            for key in ("image",) + self.tasks:
+                for p in self._files(s, key):
+                    _need(p)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _index(self) -> list[dict[str, Path]]:  # pragma: no cover - abstract
+        raise TypeError
+
+    def _files(self, sample: dict[str, Path], key: str) -> list[Path]:
+        """Files needed to decode ``key`` of a sample (default: the one under that key)."""
+        return [sample[key]]
+
+    def _decode(self, sample: dict[str, Path], key: str) -> np.ndarray:  # pragma: no cover - abstract
+        raise TypeError
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _json_index(self, default_name: str) -> dict[str, Any]:
+        path = self.index_path or self.root / default_name
+        try:
+            doc = json.loads(_need(path).read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"index {path} is not valid JSON: {e}") from None
+        if self.split not in doc:
+            raise DataError(f"index {path} has no split '{self.split}' (it has {sorted(doc)})")
+        return doc
+
+    def _list_index(self, rel: str) -> list[str]:
+        path = self.index_path or self.root / rel
+        ids = [x.strip() for x in _need(path).read_text().splitlines() if x.strip()]
+        if not ids:
+            raise DataError(f"index {path} lists no samples")
+        return ids
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, index: int, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, target)`` of one task."""
+        item = self._item(index, (task,))
+        return item["image"], item[task]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self._item(index, self.tasks)
+
+    def _item(self, index: int, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        s = self.samples[index]
+        out = {"image": torch.from_numpy(self._decode(s, "image"))}
+        for t in tasks:
+            arr = self._decode(s, t)
+            out[t] = torch.from_numpy(arr).long() if t in ("segment_semantic", "human_parts") \
+                else torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        h, w = out["image"].shape[-2:]
+        for t in tasks:
+            if tuple(out[t].shape[-2:]) != (h, w):
+                raise DataError(f"{t} of sample {index} has size {tuple(out[t].shape[-2:])}, image {(h, w)}: "
+                                f"{self._files(s, t)[0]}")
+        if self.size is not None:
+            out = {k: _resize(k, v, self.size) for k, v in out.items()}
+        if self.flip and torch.rand(()) < 0.5:
+            out = {k: v.flip(-1) for k, v in out.items()}
+            if "normal" in out:
+                out["normal"][0] = -out["normal"][0]
+        return out
+
+
+def _resize(key: str, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    if key == "image":
+        return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    if t.dim() == 2:
+        return F.interpolate(t[None, None].float(), size=size, mode="nearest")[0, 0].to(t.dtype)
+    return F.interpolate(t[None], size=size, mode="nearest")[0]
+
+
+class CityScapes(RealDataset):
+    """CityScapes as AdaShare/AutoMTL store it (``cityscape.json`` of ``.npy`` files)."""
+
+    name = "cityscapes"
+    tasks_available = ("segment_semantic", "depth_zbuffer")
+    num_classes = 19
+
+    def _index(self) -> list[dict[str, Path]]:
+        doc = self._json_index("cityscape.json")
+        out = []
+        for row in doc[self.split]:
+            img, depth, _l2, _l7, l19 = row
+            out.append({"image": self.root / img, "depth_zbuffer": self.root / depth,
+                        "segment_semantic": self.root / l19})
+        return out
+
+    def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
+        arr = _npy(s[key])
+        if key == "image":
+            return _rgb(arr)
+        if key == "segment_semantic":
+            seg = arr.reshape(arr.shape[:2]).astype(np.int64)
+            seg[(seg < 0) | (seg >= self.num_classes)] = IGNORE_INDEX
+            return seg
+        d = arr.reshape(arr.shape[:2]).astype(np.float32)
+        return np.where(np.isfinite(d) & (d > 0), d, 0.0)[None]
+
+
+class NYUv2(RealDataset):
+    """NYUv2 (3 tasks) as AdaShare/AutoMTL store it (``nyu_v2_3task.json``)."""
+
+    name = "nyuv2"
+    tasks_available = ("segment_semantic", "normal", "depth_zbuffer")
+    num_classes = 40
+
+    def _index(self) -> list[dict[str, Path]]:
+        doc = self._json_index("nyu_v2_3task.json")
+        return [{"image": self.root / img, "segment_semantic": self.root / seg, "normal": self.root / nrm,
+                 "depth_zbuffer": self.root / dep} for img, seg, nrm, dep in doc[self.split]]
+
+    def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
+        if key == "image":
+            return _rgb(_png(s[key]))
+        if key == "segment_semantic":
+            seg = _png(s[key]).astype(np.int64)
+            seg = seg[..., 0] if seg.ndim == 3 else seg
+            seg[(seg >= self.num_classes)] = IGNORE_INDEX
+            return seg
+        if key == "normal":
+            raw = _png(s[key]).astype(np.float32)[..., :3]
+            return _unit(2 * raw / 255 - 1, raw.max(axis=2) < 255)
+        d = _npy(s[key]).astype(np.float32)
+        d = d.reshape(d.shape[:2])
+        return np.where(np.isfinite(d) & (d > 0), d, 0.0)[None]
+
+
+class Taskonomy(RealDataset):
+    """Tiny-Taskonomy as AdaShare/AutoMTL store it (``taskonomy.json`` of ``.png`` files)."""
+
+    name = "taskonomy"
+    tasks_available = ("segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture")
+    num_classes = 17
+    DEPTH_INVALID = 64500
+    DEPTH_UNIT = 512.0
+
+    def _index(self) -> list[dict[str, Path]]:
+        doc = self._json_index("taskonomy.json")
+        base = self.root / ("train" if self.split == "train" else "test")
+        keys = ("image", "segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture")
+        return [{k: base / p for k, p in zip(keys, row)} for row in doc[self.split]]
+
+    def _files(self, s: dict[str, Path], key: str) -> list[Path]:
+        return [s[key], s["depth_zbuffer"]] if key == "normal" else [s[key]]
+
+    def _depth(self, s: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+        raw = _png(s["depth_zbuffer"]).astype(np.float32)
+        raw = raw[..., 0] if raw.ndim == 3 else raw
+        valid = raw < self.DEPTH_INVALID
+        return np.where(valid, raw / self.DEPTH_UNIT, 0.0), valid
+
+    def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
+        if key == "image":
+            return _rgb(_png(s[key]))
+        if key == "segment_semantic":
+            seg = _png(s[key]).astype(np.int64)
+            seg = seg[..., 0] if seg.ndim == 3 else seg
+            seg = seg - 1
+            seg[(seg < 0) | (seg >= self.num_classes)] = IGNORE_INDEX
+            return seg
+        if key == "depth_zbuffer":
+            return self._depth(s)[0][None].astype(np.float32)
+        if key == "normal":
+            raw = _png(s[key]).astype(np.float32)[..., :3]
+            return _unit(2 * raw / 255 - 1, self._depth(s)[1])
+        raw = _png(s[key]).astype(np.float32)
+        raw = raw[..., 0] if raw.ndim == 3 else raw
+        top = 0.005 if key == "keypoints2d" else 0.08
+        return np.clip(raw / 2 ** 16 / top, 0, 1)[None]
+
+
+class NYUD(RealDataset):
+    """NYUD-v2 as ATRC / InvPT / MTI-Net store it (``NYUD_MT``: id lists + per-task folders)."""
+
+    name = "nyud"
+    tasks_available = ("segment_semantic", "depth_zbuffer", "normal", "edge_texture")
+    num_classes = 40
+    _DIRS = {"image": ("images", ".jpg"), "segment_semantic": ("segmentation", ".png"),
+             "depth_zbuffer": ("depth", ".npy"), "normal": ("normals", ".npy"), "edge_texture": ("edge", ".npy")}
+
+    def _index(self) -> list[dict[str, Path]]:
+        ids = self._list_index(f"gt_sets/{self.split}.txt")
+        return [{k: self.root / d / f"{i}{ext}" for k, (d, ext) in self._DIRS.items()} for i in ids]
+
+    def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
+        if key == "image":
+            return _rgb(_png(s[key]))
+        if key == "segment_semantic":
+            seg = _png(s[key]).astype(np.int64)
+            seg = (seg[..., 0] if seg.ndim == 3 else seg) - 1  # 0 = background/unlabelled -> ignored
+            seg[(seg < 0) | (seg >= self.num_classes)] = IGNORE_INDEX
+            return seg
+        arr = _npy(s[key]).astype(np.float32)
+        if key == "normal":
+            return _unit(arr, np.ones(arr.shape[:2], dtype=bool))
+        arr = arr.reshape(arr.shape[:2])
+        if key == "depth_zbuffer":
+            return np.where(np.isfinite(arr) & (arr > 0), arr, 0.0)[None]
+        return (arr > 0.5).astype(np.float32)[None]
+
+
+class PascalContext(RealDataset):
+    """PASCAL-Context as ATRC / InvPT store it (``PASCAL_MT``): semseg, saliency, normals."""
+
+    name = "pascal_context"
+    tasks_available = ("segment_semantic", "saliency", "normal")
+    num_classes = 21
+
+    def _index(self) -> list[dict[str, Path]]:
+        ids = self._list_index(f"ImageSets/Context/{self.split}.txt")
+        out = []
+        for i in ids:
+            voc = self.root / "semseg" / "VOC12" / f"{i}.png"
+            seg = voc if voc.is_file() else self.root / "semseg" / "pascal-context" / f"{i}.png"
+            out.append({"image": self.root / "JPEGImages" / f"{i}.jpg", "segment_semantic": seg,
+                        "saliency": self.root / "sal_distill" / f"{i}.png",
+                        "normal": self.root / "normals_distill" / f"{i}.png"})
+        return out
+
+    def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
+        arr = _png(s[key])
+        if key == "image":
+            return _rgb(arr)
+        if key == "segment_semantic":
+            seg = (arr[..., 0] if arr.ndim == 3 else arr).astype(np.int64)
+            seg[(seg < 0) | (seg >= self.num_classes)] = IGNORE_INDEX
+            return seg
+        if key == "saliency":
+            sal = (arr[..., 0] if arr.ndim == 3 else arr).astype(np.float32) / 255
+            return (sal > 0.5).astype(np.float32)[None]
+        raw = arr.astype(np.float32)[..., :3]
+        return _unit(2 * raw / 255 - 1, np.ones(raw.shape[:2], dtype=bool))
+
+
+DATASETS: dict[str, type[RealDataset]] = {c.name: c for c in (CityScapes, NYUv2, Taskonomy, NYUD, PascalContext)}
+
+
+class _TaskView(Dataset):
+    def __init__(self, dataset: RealDataset, task: str) -> None:
+        self.dataset, self.task = dataset, task
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.get(index, self.task)
+
+
+def make_real_loaders(name: str, root: str | os.PathLike, tasks: Sequence[str] | None = None, *,
+                      batch_size: int = 8, size: int | Sequence[int] | None = None, seed: int = 0,
+                      train_split: str = "train", val_split: str | None = None, num_workers: int = 0,
+                      check: str = "first") -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
+    """Per-task ``(train_loaders, val_loaders)`` of a real set, in the synthetic batch format.
+
+    ``val_split`` defaults to ``"val"`` (``"test"`` for CityScapes and Taskonomy, whose
+    AutoMTL indexes have no val split). Train loaders shuffle (seeded) and flip.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}", key="dataset")
+    cls = DATASETS[name]
+    if val_split is None:
+        val_split = "test" if cls in (CityScapes, Taskonomy) else "val"
+    train = cls(root, train_split, tasks, size=size, flip=True, check=check)
+    val = cls(root, val_split, tasks, size=size, flip=False, check=check)
+    tl, vl = {}, {}
+    for k, task in enumerate(train.tasks):
+        gen = torch.Generator().manual_seed(int(seed) * 1000 + k)
+        tl[task] = DataLoader(_TaskView(train, task), batch_size=batch_size, shuffle=True, drop_last=True,
+                              generator=gen, num_workers=num_workers)
+        vl[task] = DataLoader(_TaskView(val, task), batch_size=batch_size, shuffle=False,
+                              num_workers=num_workers)
+    return tl, vl

@@ -1,0 +1,181 @@
+"""Real-set readers on tiny fixtures written here in each published layout."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from automtl.data.real import NYUD, CityScapes, NYUv2, PascalContext, Taskonomy, make_real_loaders
+from automtl.errors import ConfigError, DataError
+
+H, W = 6, 8
+
+
+def _png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _npy(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, arr)
+
+
+def _rgb(seed):
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def make_cityscapes(root, n=2):
+    index = {"train": [], "test": []}
+    for split in index:
+        for i in range(n):
+            base = f"{split}"
+            img = np.full((H, W, 3), 0.5, dtype=np.float32)
+            seg = np.full((H, W), 3, dtype=np.int64)
+            seg[0, :] = -1
+            depth = np.full((H, W, 1), 10.0 + i, dtype=np.float32)
+            depth[1, 1] = 0
+            _npy(root / base / "image" / f"{i}.npy", img)
+            _npy(root / base / "depth" / f"{i}.npy", depth)
+            for k in (2, 7, 19):
+                _npy(root / base / f"label_{k}" / f"{i}.npy", seg)
+            index[split].append([f"{base}/image/{i}.npy", f"{base}/depth/{i}.npy", f"{base}/label_2/{i}.npy",
+                                 f"{base}/label_7/{i}.npy", f"{base}/label_19/{i}.npy"])
+    (root / "cityscape.json").write_text(json.dumps(index))
+
+
+def test_cityscapes_layout_and_batches(tmp_path):
+    make_cityscapes(tmp_path)
+    ds = CityScapes(tmp_path, "train")
+    item = ds[1]
+    assert item["image"].shape == (3, H, W) and torch.allclose(item["image"], torch.tensor(0.5))
+    seg = item["segment_semantic"]
+    assert seg.dtype == torch.int64 and (seg[0] == -1).all() and (seg[1:] == 3).all()
+    depth = item["depth_zbuffer"]
+    assert depth.shape == (1, H, W) and depth[0, 1, 1] == 0 and depth[0, 0, 0] == 11.0
+    train, val = make_real_loaders("cityscapes", tmp_path, batch_size=2, size=(3, 4))
+    image, target = next(iter(val["segment_semantic"]))
+    assert image.shape == (2, 3, 3, 4) and target.shape == (2, 3, 4) and target.dtype == torch.int64
+    image, target = next(iter(train["depth_zbuffer"]))
+    assert target.shape == (2, 1, 3, 4)
+
+
+def test_wrong_layout_names_the_first_missing_file(tmp_path):
+    with pytest.raises(DataError, match="cityscape.json"):
+        CityScapes(tmp_path, "train")
+    make_cityscapes(tmp_path)
+    (tmp_path / "train" / "depth" / "0.npy").unlink()
+    with pytest.raises(DataError, match=r"train/depth/0\.npy"):
+        CityScapes(tmp_path, "train")
+    CityScapes(tmp_path, "train", ("segment_semantic",))  # that task does not need the file
+    (tmp_path / "train" / "depth" / "1.npy").unlink()
+    with pytest.raises(DataError, match="has no split 'val'"):
+        CityScapes(tmp_path, "val")
+    with pytest.raises(ConfigError, match="normal"):
+        CityScapes(tmp_path, "test", ("normal",))
+    with pytest.raises(DataError, match="missing data root"):
+        NYUD(tmp_path / "nope", "train")
+
+
+def test_nyuv2_autmtl_layout(tmp_path):
+    seg = np.full((H, W), 5, dtype=np.uint8)
+    seg[0, 0] = 255
+    normal = np.full((H, W, 3), 128, dtype=np.uint8)
+    normal[..., 2] = 255  # largest channel 255 = invalid in AutoMTL's convention
+    normal[2:, :, 2] = 254
+    normal[2:, :, :2] = 127
+    _png(tmp_path / "img" / "0.png", _rgb(0))
+    _png(tmp_path / "seg" / "0.png", seg)
+    _png(tmp_path / "sn" / "0.png", normal)
+    _npy(tmp_path / "depth" / "0.npy", np.full((H, W), 2.5, dtype=np.float32))
+    (tmp_path / "nyu_v2_3task.json").write_text(json.dumps({"test": [["img/0.png", "seg/0.png", "sn/0.png",
+                                                                      "depth/0.npy"]]}))
+    item = NYUv2(tmp_path, "test")[0]
+    assert item["segment_semantic"][0, 0] == -1 and item["segment_semantic"][1, 1] == 5
+    n = item["normal"]
+    assert (n[:, :2] == 0).all()
+    assert torch.allclose(n[:, 3, 3], torch.tensor([0.0, 0.0, 1.0]), atol=0.01)
+    assert torch.allclose(n.norm(dim=0)[2:], torch.tensor(1.0))
+    assert torch.equal(item["image"], torch.from_numpy(_rgb(0)).permute(2, 0, 1).float() / 255)
+
+
+def test_taskonomy_autmtl_layout(tmp_path):
+    base = tmp_path / "test"
+    seg = np.zeros((H, W), dtype=np.uint8)
+    seg[3:] = 4
+    depth = np.full((H, W), 1024, dtype=np.uint16)
+    depth[0] = 65535
+    kp = np.full((H, W), int(0.0025 * 2 ** 16), dtype=np.uint16)
+    edge = np.full((H, W), int(0.16 * 2 ** 16), dtype=np.uint16)
+    normal = np.zeros((H, W, 3), dtype=np.uint8)
+    normal[..., 0] = 255
+    normal[..., 1:] = 128
+    _png(base / "s" / "rgb" / "a_rgb.png", _rgb(1))
+    _png(base / "s" / "segment_semantic" / "a_segmentsemantic.png", seg)
+    _png(base / "s" / "normal" / "a_normal.png", normal)
+    _png(base / "s" / "depth_zbuffer" / "a_depth_zbuffer.png", depth)
+    _png(base / "s" / "keypoints2d" / "a_keypoints2d.png", kp)
+    _png(base / "s" / "edge_texture" / "a_edge_texture.png", edge)
+    row = ["s/rgb/a_rgb.png", "s/segment_semantic/a_segmentsemantic.png", "s/normal/a_normal.png",
+           "s/depth_zbuffer/a_depth_zbuffer.png", "s/keypoints2d/a_keypoints2d.png",
+           "s/edge_texture/a_edge_texture.png"]
+    (tmp_path / "taskonomy.json").write_text(json.dumps({"test": [row]}))
+    item = Taskonomy(tmp_path, "test")[0]
+    assert (item["segment_semantic"][:3] == -1).all() and (item["segment_semantic"][3:] == 3).all()
+    assert item["depth_zbuffer"][0, 1, 0] == pytest.approx(2.0) and (item["depth_zbuffer"][0, 0] == 0).all()
+    assert (item["normal"][:, 0] == 0).all()  # masked where depth is invalid
+    assert item["normal"][0, 2, 2] == pytest.approx(1.0, abs=0.01)
+    assert item["keypoints2d"][0, 0, 0] == pytest.approx(163 / 2 ** 16 / 0.005)
+    assert item["edge_texture"][0, 0, 0] == 1.0  # clipped at 0.08
+    # flip mirrors and negates the normal's x
+    torch.manual_seed(0)
+    flipped = [Taskonomy(tmp_path, "test", ("normal",), flip=True)[0]["normal"][0, 2, 2].item() for _ in range(8)]
+    assert min(flipped) == pytest.approx(-1.0, abs=0.01) and max(flipped) == pytest.approx(1.0, abs=0.01)
+
+
+def test_nyud_atrc_layout(tmp_path):
+    (tmp_path / "gt_sets").mkdir()
+    (tmp_path / "gt_sets" / "val.txt").write_text("0001\n0002\n")
+    (tmp_path / "images").mkdir()
+    for i in ("0001", "0002"):
+        Image.fromarray(_rgb(2)).save(tmp_path / "images" / f"{i}.jpg")
+        seg = np.full((H, W), 7, dtype=np.uint8)
+        seg[0] = 0
+        _png(tmp_path / "segmentation" / f"{i}.png", seg)
+        _npy(tmp_path / "depth" / f"{i}.npy", np.full((H, W), 3.0, dtype=np.float32))
+        nrm = np.zeros((H, W, 3), dtype=np.float32)
+        nrm[1:, :, 1] = 2.0
+        _npy(tmp_path / "normals" / f"{i}.npy", nrm)
+        _npy(tmp_path / "edge" / f"{i}.npy", np.eye(H, W, dtype=np.float32))
+    ds = NYUD(tmp_path, "val", check="all")
+    item = ds[1]
+    assert len(ds) == 2
+    assert (item["segment_semantic"][0] == -1).all() and (item["segment_semantic"][1] == 6).all()
+    assert (item["normal"][:, 0] == 0).all() and (item["normal"][1, 1:] == 1).all()
+    assert item["edge_texture"].sum() == min(H, W)
+    (tmp_path / "edge" / "0002.npy").unlink()
+    with pytest.raises(DataError, match=r"edge/0002\.npy"):
+        NYUD(tmp_path, "val", check="all")
+
+
+def test_pascal_context_atrc_layout(tmp_path):
+    (tmp_path / "ImageSets" / "Context").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Context" / "train.txt").write_text("2008_000001\n")
+    (tmp_path / "JPEGImages").mkdir()
+    Image.fromarray(_rgb(3)).save(tmp_path / "JPEGImages" / "2008_000001.jpg")
+    seg = np.full((H, W), 15, dtype=np.uint8)
+    seg[0] = 255
+    _png(tmp_path / "semseg" / "pascal-context" / "2008_000001.png", seg)
+    sal = np.zeros((H, W), dtype=np.uint8)
+    sal[2:4] = 200
+    _png(tmp_path / "sal_distill" / "2008_000001.png", sal)
+    _png(tmp_path / "normals_distill" / "2008_000001.png", np.full((H, W, 3), 255, dtype=np.uint8))
+    item = PascalContext(tmp_path, "train")[0]
+    assert (item["segment_semantic"][0] == -1).all() and (item["segment_semantic"][1] == 15).all()
+    assert item["saliency"].sum() == 2 * W
+    assert torch.allclose(item["normal"][:, 0, 0], torch.full((3,), 3 ** -0.5))
+    with pytest.raises(ConfigError, match="human_parts"):
+        PascalContext(tmp_path, "train", ("human_parts",))
