@@ -150,3 +150,34 @@ def ref_name(ref: Ref) -> str:
     kind, node, owner = ref
     parts = [_BAD.sub("_", node.replace(".", "__")), kind] + ([_BAD.sub("_", owner)] if owner else [])
     return "__".join(parts)
+
+
+def _safe_producer(module: nn.Module) -> bool:
+    """Modules whose backward does not read their own output (so it may be overwritten)."""
+    from automtl.graph.layers import Eltwise
+
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+        return True
+    return isinstance(module, Eltwise) and module.operation == "add"
+
+
+def inplace_relu_steps(program: Program, modules: Sequence[nn.Module]) -> list[bool]:
+    """Steps whose ReLU may run in place: its input has no other reader and a safe producer.
+
+    Mirrors what hand-written PyTorch does (``nn.ReLU(inplace=True)`` after conv/BN/add) and
+    saves one activation-sized allocation per ReLU.
+    """
+    readers: dict[int, int] = {}
+    for s in program.steps:
+        for i in s.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    for outs in program.outputs.values():
+        for i in outs:
+            readers[i] = readers.get(i, 0) + 1
+    producer = {s.out: m for s, m in zip(program.steps, modules)}
+    flags = []
+    for s, m in zip(program.steps, modules):
+        ok = (type(m) is nn.ReLU and len(s.inputs) == 1 and readers.get(s.inputs[0], 0) == 1
+              and s.inputs[0] in producer and _safe_producer(producer[s.inputs[0]]))
+        flags.append(ok)
+    return flags

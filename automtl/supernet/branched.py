@@ -41,6 +41,8 @@ class BranchedModel(nn.Module):
         steps = []
         for step, module in zip(program.steps, modules):
             name = ref_name(step.ref)
+            if type(module) is nn.ReLU and module.inplace:
+                name += "__inplace"  # see inplace_relu_steps: decided per step
             if name not in layers:
                 copies.setdefault(id(module), copy.deepcopy(module))
                 layers[name] = copies[id(module)]

@@ -13,7 +13,7 @@ from torch import nn
 from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTaskError
 from automtl.graph.ir import Graph
 from automtl.graph.module import GraphModule, module_key
-from automtl.supernet._plan import Program, build_program, run_program
+from automtl.supernet._plan import Program, build_program, inplace_relu_steps, run_program
 from automtl.supernet._spec import BackboneSpec, Ref, analyse
 from automtl.supernet._units import PolicyLayer
 from automtl.supernet.policy import CHOICES, Policy
@@ -123,6 +123,7 @@ class MTLModel(nn.Module):
         self.logits = nn.Parameter(torch.zeros(n_layers, len(tasks), len(CHOICES)))
         skip_ok = torch.tensor([u.skip_ok for u in self.spec.units])
         self.register_buffer("_skip_ok", skip_ok, persistent=False)
+        self._skip_list = [u.skip_ok for u in self.spec.units]
         self._policy: Policy | None = None
         self._programs: dict[Any, tuple[Program, list[nn.Module]]] = {}
         self._mixed: dict[str, list[tuple[Any, ...]]] = {}
@@ -198,7 +199,7 @@ class MTLModel(nn.Module):
 
     def _masked(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits with ``skip`` at -inf where it is not allowed."""
-        if bool(self._skip_ok.all()):
+        if all(self._skip_list):
             return logits
         mask = torch.zeros_like(logits, dtype=torch.bool)
         mask[:, :, 2] = ~self._skip_ok.view(-1, 1)
@@ -274,6 +275,8 @@ class MTLModel(nn.Module):
             proj_owner=lambda i, t: t if units[i].proj_norm_per_task else "",
         )
         modules = [self.module_of(s.ref) for s in prog.steps]
+        inplace = nn.ReLU(inplace=True)
+        modules = [inplace if ok else m for m, ok in zip(modules, inplace_relu_steps(prog, modules))]
         if len(self._programs) > 32:
             self._programs.clear()
         self._programs[key] = (prog, modules)
@@ -349,7 +352,7 @@ class MTLModel(nn.Module):
     def _stage_weights(self, task: str, stage: str, tau: float, hard: bool
                        ) -> tuple[torch.Tensor, list[int] | None, list[tuple[bool, bool, bool]]]:
         j = self.tasks.index(task)
-        skip_ok = self._skip_ok.tolist()
+        skip_ok = self._skip_list
         active = [(True, True, bool(s)) for s in skip_ok]
         if stage == "pre":
             rows = [[1 / 3, 1 / 3, 1 / 3] if s else [0.5, 0.5, 0.0] for s in skip_ok]

@@ -209,3 +209,56 @@ def test_prototxt_path_and_graph_input_shape(tmp_path) -> None:
     assert g[g.outputs[0]].shape == (1, 16, 8, 8), "the caller's graph is not modified"
     with pytest.raises(ModelError, match="backbone must be"):
         MTLModel(42, heads(16))
+
+
+@pytest.mark.parametrize("name, expected", [("deeplab_resnet34", 21_284_672), ("mobilenetv2", 2_223_872),
+                                            ("mnasnet", 3_102_312)])
+def test_shipped_prototxt_backbones_have_automtl_param_counts(name: str, expected: int) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "prototxt" / f"{name}.prototxt"
+    if not path.exists():
+        pytest.skip(f"{path} not shipped")
+    m = MTLModel(str(path), {"a": nn.Identity(), "b": nn.Identity()})
+    counts = m.count_params(Policy.all(m))
+    assert counts["a"] == counts["b"] == expected  # conv + BN weights of the backbone (DESIGN §3)
+    assert counts["total"] > expected  # + the second task's BatchNorm
+
+
+def test_training_gradients_of_forward_all_and_compiled_agree() -> None:
+    torch.manual_seed(0)
+    m = MTLModel(tiny_resnet(), heads(16))
+    perturb(m)
+    policy = Policy.random(m, seed=5)
+    branched = m.compile(policy)
+    m.train(), branched.train()
+    x = torch.randn(4, 3, 16, 16)
+    ref = m.forward_all(x, policy)
+    out = branched(x)
+    sum(o.square().mean() for o in ref.values()).backward()
+    sum(o.square().mean() for o in out.values()).backward()
+    for t in m.tasks:
+        torch.testing.assert_close(out[t], ref[t])
+    assert any(type(mod) is nn.ReLU and mod.inplace for mod in branched.modules())
+    name = "stem__conv__common"
+    if policy.choice("stem.conv", "seg") == "share":
+        torch.testing.assert_close(branched.layers[name].weight.grad, m.unit("stem.conv").common.weight.grad)
+    for t in m.tasks:
+        torch.testing.assert_close(branched.heads[t].conv.weight.grad, m.heads[t].conv.weight.grad)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_stages_and_compile() -> None:
+    torch.manual_seed(0)
+    m = MTLModel(tiny_resnet(), heads(16)).cuda()
+    x = torch.randn(2, 3, 16, 16, device="cuda")
+    m(x, task="seg", stage="mtl", hard=True).mean().backward()
+    assert m.logits.grad is not None and m.logits.grad.is_cuda
+    m.eval()
+    policy = m.sample_policy(seed=0)
+    with torch.no_grad():
+        ref = m.forward_all(x, policy)
+        out = m.compile(policy)(x)
+    for t in m.tasks:
+        torch.testing.assert_close(out[t], ref[t])
