@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         job = build_job(cfg, config_path=args.config, storage=args.storage, study=args.study,
                         resume=args.resume or args.helper, seed=args.seed,
                         work_dir=args.work_dir, progress=not (args.no_progress or args.helper))
-        if not args.helper:
+        if not args.helper:  # the resolved config: command-line values folded in
+            cfg.merge_from_dict(dict(seed=job.seed, study=job.study_name, work_dir=str(job.work_dir),
+                                     storage=job.search.storage_url))
             cfg.dump(str(job.work_dir / "config.py"))
         helpers = []
         if args.workers > 1 and job.search.storage_url in (None, "memory", ":memory:"):

@@ -98,7 +98,8 @@ def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
     study_name = study or cfg.get("study") or stem
     storage = storage if storage is not None else cfg.get("storage")
     space = build_space(space_cfg)
-    evaluator = build_evaluator(eval_cfg, space)
+    work.mkdir(parents=True, exist_ok=True)
+    evaluator = build_evaluator(eval_cfg, space, work_dir=work, seed=seed)
     fitness = build_fitness(cfg.get("fitness"))
     kw = {k: s[k] for k in ("population", "top_k", "n_mutations", "n_crossovers", "p_layer",
                             "p_global", "record_params", "stale_after_s",

@@ -43,6 +43,9 @@ class Fitness(ABC):
         """A JSON-able description (stored with the study)."""
         return {"type": type(self).__name__}
 
+    def bind(self, evaluator: Evaluator) -> None:
+        """Take the evaluator's per-task directions where the config gave none."""
+
 
 class WeightedSum(Fitness):
     """``Σ_t w_t · s_t``; a task with ``higher_is_better=False`` enters with a minus sign."""
@@ -64,7 +67,12 @@ class WeightedSum(Fitness):
         return total
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "weighted_sum", "weights": self.weights}
+        return {"type": "weighted_sum", "weights": self.weights,
+                "higher_is_better": self.higher_is_better}
+
+    def bind(self, evaluator: Evaluator) -> None:
+        for t in evaluator.tasks:
+            self.higher_is_better.setdefault(t, evaluator.direction(t))
 
 
 def t_score() -> WeightedSum:
@@ -100,6 +108,10 @@ class DeltaM(Fitness):
     def describe(self) -> dict[str, Any]:
         return {"type": "delta_m", "baselines": self.baselines,
                 "lower_is_better": self.lower_is_better}
+
+    def bind(self, evaluator: Evaluator) -> None:
+        for t in evaluator.tasks:
+            self.lower_is_better.setdefault(t, not evaluator.direction(t))
 
 
 def build_fitness(cfg: Mapping[str, Any] | str | None) -> Fitness:

@@ -55,9 +55,16 @@ def build_space(cfg: Mapping[str, Any]) -> SearchSpace:
         raise ConfigError(f"bad arguments for space '{cfg['type']}': {exc}", key="space") from exc
 
 
-def build_evaluator(cfg: Mapping[str, Any], space: SearchSpace) -> Evaluator:
-    """The evaluator a config describes, for ``space``."""
+def build_evaluator(cfg: Mapping[str, Any], space: SearchSpace, **context: Any) -> Evaluator:
+    """The evaluator a config describes, for ``space``; ``context`` (``work_dir``, ``seed``)
+    is passed to builders that take those arguments and the config does not set."""
+    import inspect
+
     fn, kw = _split(cfg, "evaluator", EVALUATORS)
+    accepted = inspect.signature(fn).parameters
+    for k, v in context.items():
+        if k in accepted and k not in kw and v is not None:
+            kw[k] = v
     try:
         return fn(space, **kw)
     except TypeError as exc:
@@ -80,3 +87,25 @@ def _toy_evaluator(space: SearchSpace, **kw: Any) -> Evaluator:
         raise ConfigError("the 'toy' evaluator only scores the 'toy_layered' space",
                           key="evaluator.type")
     return ToyEvaluator(space, **kw)
+
+
+@register_space("vit_mvt")
+def _vit_space(**kw: Any) -> SearchSpace:
+    from automtl.search.vit_space import build_vit_space
+
+    return build_vit_space(**kw)
+
+
+@register_space("automtl_policy")
+def _policy_space(**kw: Any) -> SearchSpace:
+    from automtl.search.policy_space import build_policy_space
+
+    return build_policy_space(**kw)
+
+
+@register_evaluator("supernet")
+def _supernet_evaluator(space: SearchSpace, *, work_dir: Any = None, seed: int = 0,
+                        **kw: Any) -> Evaluator:
+    from automtl.search.supernet_job import build_supernet_evaluator
+
+    return build_supernet_evaluator(space, work_dir=work_dir, seed=seed, **kw)

@@ -147,6 +147,7 @@ class EvolutionSearch:
             raise SearchError(f"unknown search mode {mode!r}; use one of {MODES}")
         self.space, self.evaluator = space, evaluator
         self.fitness = fitness or t_score()
+        self.fitness.bind(evaluator)
         self.mode = mode
         self.budget = check_budget(space, budget)
         self.population = population

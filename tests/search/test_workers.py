@@ -1,0 +1,112 @@
+"""Crash safety and parallel workers: SIGKILL mid-generation + resume; 2 workers on a journal."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from automtl.search.samplers import CANDIDATE, INTERRUPTED, KEY, WORKER
+from automtl.search.storage import open_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "search.py"
+
+CONFIG = """
+seed = 0
+study = "s"
+space = dict(type="toy_layered")
+evaluator = dict(type="toy", delay={delay})
+search = dict(budget=(20_000, 40_000), generations={gens}, population=8, top_k=3,
+              n_mutations=4, n_crossovers=4)
+"""
+
+
+def _config(tmp_path: Path, delay: float, gens: int) -> Path:
+    p = tmp_path / "cfg.py"
+    p.write_text(CONFIG.format(delay=delay, gens=gens))
+    return p
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+
+def _trials(url: str) -> list:
+    storage = open_storage(url)
+    return optuna.load_study(study_name="s", storage=storage).get_trials(deepcopy=False)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_generation_then_resume(tmp_path):
+    cfg = _config(tmp_path, delay=0.3, gens=2)
+    work = tmp_path / "w"
+    url = f"sqlite:///{work / 'search.db'}"
+    cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    before = []
+    while time.time() < deadline:
+        time.sleep(0.1)
+        if (work / "search.db").exists():
+            try:
+                ts = _trials(url)
+            except Exception:
+                continue
+            done = [t for t in ts if t.state == TrialState.COMPLETE]
+            running = [t for t in ts if t.state == TrialState.RUNNING and CANDIDATE in t.system_attrs]
+            if len(done) >= 10 and running:        # generation 1 (of 0..1) is under way
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                before = _trials(url)
+                break
+    assert before, "search did not reach the kill point: " + proc.stdout.read().decode()[-2000:]
+    done_before = {t.number: (t.system_attrs[KEY], t.values) for t in before
+                   if t.state == TrialState.COMPLETE}
+    orphan = [t for t in before if t.state == TrialState.RUNNING and CANDIDATE in t.system_attrs]
+    assert orphan and len(done_before) < 16
+
+    out = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = _trials(url)
+    done = [t for t in after if t.state == TrialState.COMPLETE]
+    assert len(done) == 16                                    # 2 generations of 8
+    keys = [t.system_attrs[KEY] for t in done]
+    assert len(set(keys)) == len(keys)                        # nothing evaluated twice
+    for t in done:                                            # finished trials kept as they were
+        if t.number in done_before:
+            assert done_before[t.number] == (t.system_attrs[KEY], t.values)
+    lost = orphan[0]
+    marked = next(t for t in after if t.number == lost.number)
+    assert marked.state == TrialState.FAIL and marked.system_attrs[INTERRUPTED]
+    assert "interrupted" in marked.user_attrs["error"]
+    assert lost.system_attrs[KEY] in keys                     # its candidate was not lost
+    assert (work / "trials.csv").exists() and (work / "best.json").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_journal_study(tmp_path):
+    cfg = _config(tmp_path, delay=0.4, gens=3)  # long enough for the helper to start
+    work = tmp_path / "w"
+    work.mkdir()
+    journal = work / "study.log"
+    cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--workers", "2",
+           "--storage", f"journal:{journal}", "--no-progress"]
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ts = _trials(f"journal:{journal}")
+    done = [t for t in ts if t.state == TrialState.COMPLETE]
+    assert len(done) >= 24 and all(t.state != TrialState.RUNNING for t in ts)
+    keys = [t.system_attrs[KEY] for t in ts if KEY in t.system_attrs]
+    assert len(set(keys)) == len(keys)                        # no duplicate evaluation
+    workers = {t.system_attrs[WORKER] for t in done}
+    assert len(workers) == 2                                  # both processes evaluated trials
+    rows = (work / "trials.csv").read_text().strip().splitlines()
+    assert len(rows) == len(ts) + 1
