@@ -125,6 +125,7 @@ class MTLModel(nn.Module):
         self.register_buffer("_skip_ok", skip_ok, persistent=False)
         self._skip_list = [u.skip_ok for u in self.spec.units]
         self._policy: Policy | None = None
+        self._common_policy: Policy | None = None
         self._programs: dict[Any, tuple[Program, list[nn.Module]]] = {}
         self._mixed: dict[str, list[tuple[Any, ...]]] = {}
 
@@ -391,8 +392,6 @@ class MTLModel(nn.Module):
             return self._head(task, feats)
         weights, hard_index, active = self._stage_weights(task, stage, tau, hard)
         return self._head(task, self._forward_mixed(x, task, weights, hard_index, active))
-
-    _common_policy: Policy | None = None
 
     # ---- deployment ----------------------------------------------------------------------------
     def count_params(self, policy: Policy) -> dict[str, int]:

@@ -164,3 +164,45 @@ def test_onnx_export_when_available(tmp_path) -> None:
     branched = model.compile(Policy.random(model, seed=3)).eval()
     torch.onnx.export(branched, (torch.randn(1, 3, 16, 16),), str(tmp_path / "b.onnx"))
     assert (tmp_path / "b.onnx").stat().st_size > 0
+
+
+def _odd_graph():
+    """Depthwise conv, a stride-2 deconv (upsampling) and linear layers that change width."""
+    from supernet_helpers import GraphBuilder
+
+    b = GraphBuilder((1, 4, 8, 8), name="odd")
+    x = b.cbr("c", "data", 4, 8)
+    x = b.op("dw", "conv", x, in_channels=8, out_channels=8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1),
+             dilation=(1, 1), groups=8, bias=True)
+    x = b.op("up", "deconv", x, in_channels=8, out_channels=6, kernel_size=(4, 4), stride=(2, 2),
+             padding=(1, 1), dilation=(1, 1), groups=1, bias=False, output_padding=(0, 0))
+    x = b.bn("up.bn", x, 6)
+    x = b.op("pool", "global_pool", x, method="avg")
+    x = b.op("flat", "flatten", x, start_dim=1, end_dim=-1)
+    x = b.op("fc1", "linear", x, in_features=6, out_features=10, bias=True)
+    x = b.op("fc2", "linear", b.op("act", "relu", x), in_features=10, out_features=10, bias=True)
+    return b.finish(x)
+
+
+def test_skip_on_deconv_depthwise_and_linear() -> None:
+    torch.manual_seed(0)
+    model = MTLModel(_odd_graph(), {"a": nn.Linear(10, 2), "b": nn.Linear(10, 3)})
+    assert isinstance(model.unit("up").proj, nn.ConvTranspose2d) and model.unit("up").proj.stride == (2, 2)
+    assert isinstance(model.unit("fc1").proj, nn.Linear) and model.unit("fc2").proj is None
+    assert model.unit("dw").proj is None
+    perturb(model)
+    model.eval()
+    x = torch.randn(3, 4, 8, 8)
+    policy = Policy.all(model).replace(
+        {(layer, "b"): "skip" for layer in model.policy_layers})
+    for pol in (policy, Policy.random(model, seed=1), Policy.random(model, seed=2)):
+        with torch.no_grad():
+            ref = model.forward_all(x, pol)
+            out = model.compile(pol).eval()(x)
+        assert ref["a"].shape == (3, 2) and ref["b"].shape == (3, 3)
+        for t in model.tasks:
+            torch.testing.assert_close(out[t], ref[t])
+        assert model.count_params(pol)["total"] == sum(p.numel() for p in model.compile(pol).parameters())
+    model.train()
+    model(x, task="b", stage="mtl", tau=1.0).sum().backward()
+    assert model.logits.grad[:, 1].abs().sum(-1).gt(0).all()
