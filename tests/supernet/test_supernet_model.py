@@ -262,3 +262,28 @@ def test_cuda_stages_and_compile() -> None:
         out = m.compile(policy)(x)
     for t in m.tasks:
         torch.testing.assert_close(out[t], ref[t])
+
+
+def test_deepcopy_and_state_dict_round_trip() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    m = MTLModel(tiny_resnet(), heads(16))
+    perturb(m)
+    m.eval()
+    x = torch.randn(2, 3, 16, 16)
+    policy = Policy.random(m, seed=2)
+    with torch.no_grad():
+        ref = m.forward_all(x, policy)  # fills the program cache
+        twin = copy.deepcopy(m)
+        torch.testing.assert_close(twin.forward_all(x, policy)["seg"], ref["seg"])
+        for p in twin.weight_parameters():
+            p.add_(1.0)
+        assert not torch.allclose(twin.forward_all(x, policy)["seg"], ref["seg"])
+        torch.testing.assert_close(m.forward_all(x, policy)["seg"], ref["seg"])  # the copy is independent
+        fresh = MTLModel(tiny_resnet(), heads(16))
+        fresh.load_state_dict(m.state_dict())
+        fresh.eval()
+        for t in m.tasks:
+            torch.testing.assert_close(fresh.forward_all(x, policy)[t], ref[t])
+    assert "logits" in m.state_dict()
