@@ -6,6 +6,7 @@ Node names are layer names (an input node is named after its blob); ``node.sourc
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -21,6 +22,9 @@ from automtl.graph.layers import build_layer
 from automtl.graph.module import run_checked
 
 _META = torch.device("meta")
+# Ops whose output has the shape of their (first) input: no need to run them to know it.
+_SAME_SHAPE = frozenset({"batch_norm", "scale", "relu", "leaky_relu", "relu6", "prelu", "sigmoid", "tanh", "silu",
+                         "dropout", "softmax", "identity", "add", "mul", "max"})
 
 
 def _f32(x: float) -> float:
@@ -32,37 +36,27 @@ def _f32(x: float) -> float:
 
 def top_level_lines(text: str, key: str) -> list[int]:
     """1-based line numbers of each top-level ``key {`` / ``key:`` entry (comments/strings skipped)."""
-    lines: list[int] = []
-    depth, line, i, n = 0, 1, 0, len(text)
-    while i < n:
-        c = text[i]
+    return top_level_entries(text).get(key, [])
+
+
+_SCAN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[{}<>\n]|[A-Za-z_]\w*""")
+
+
+def top_level_entries(text: str) -> dict[str, list[int]]:
+    """Line numbers of every top-level field, by field name, in order (one pass over the text)."""
+    lines: dict[str, list[int]] = {}
+    depth, line = 0, 1
+    for m in _SCAN.finditer(text):
+        tok = m.group()
+        c = tok[0]
         if c == "\n":
             line += 1
-        elif c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        elif c in "\"'":
-            i += 1
-            while i < n and text[i] != c:
-                if text[i] == "\\":
-                    i += 1
-                elif text[i] == "\n":
-                    line += 1
-                i += 1
         elif c in "{<":
             depth += 1
         elif c in "}>":
             depth -= 1
         elif depth == 0 and (c.isalpha() or c == "_"):
-            j = i
-            while j < n and (text[j].isalnum() or text[j] == "_"):
-                j += 1
-            if text[i:j] == key:
-                lines.append(line)
-            i = j
-            continue
-        i += 1
+            lines.setdefault(tok, []).append(line)
     return lines
 
 
@@ -121,9 +115,10 @@ class _Builder:
     def __init__(self, net: Any, path: str, text: str) -> None:
         self.net = net
         self.path = path
-        lines = top_level_lines(text, "layer")
+        entries = top_level_entries(text)
+        lines = entries.get("layer", [])
         self.layers = [_Layer(m, i, lines[i] if i < len(lines) else None) for i, m in enumerate(net.layer)]
-        self.input_lines = top_level_lines(text, "input") or top_level_lines(text, "input_dim")
+        self.input_lines = entries.get("input") or entries.get("input_dim") or entries.get("input_shape") or []
         self.graph = Graph(name=net.name or os.path.splitext(os.path.basename(path))[0])
         self.blobs: dict[str, str] = {}  # blob name -> node currently holding it
         self.values: dict[str, torch.Tensor] = {}  # node name -> meta tensor
@@ -158,6 +153,12 @@ class _Builder:
                 self.values[node.name] = torch.empty(node.shape, device=_META)
             except (RuntimeError, ValueError, OverflowError) as exc:
                 raise self.err(ShapeError, f"input shape {list(node.shape)} is not usable: {exc}", layer) from None
+        elif op in _SAME_SHAPE:  # element-wise: the shape is the input's (attrs are built to fit it)
+            out = self.values[inputs[0]]
+            if op == "softmax" and not -out.dim() <= attrs["dim"] < out.dim():
+                raise self.err(ShapeError, f"softmax axis {attrs['dim']} is outside a {out.dim()}-D bottom", layer)
+            node.shape = tuple(out.shape)
+            self.values[node.name] = out
         else:
             with torch.device(_META):
                 try:
