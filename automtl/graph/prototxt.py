@@ -69,6 +69,8 @@ def parse_net(text: str, path: str) -> Any:
         line = exc.GetLine() if hasattr(exc, "GetLine") else None
         msg = str(exc)
         detail = msg.split(" : ", 1)[1] if " : " in msg else msg
+        if 'no field named "layers"' in detail:
+            detail += " (this is the old V1 format; convert it with Caffe's upgrade_net_proto_text first)"
         col = exc.GetColumn() if hasattr(exc, "GetColumn") else None
         raise PrototxtSyntaxError(f"syntax error{f' at column {col}' if col else ''}: {detail}",
                                   path=path, line=line) from None

@@ -133,3 +133,49 @@ def test_inline_stock_caffe_whole_network_runs(write) -> None:
     net = graph.to_module()
     assert isinstance(net, nn.Module)
     assert sum(p.numel() for p in net.parameters()) == graph.param_count()
+
+
+def test_train_only_layers_are_skipped_and_plain_bn_has_no_affine(write) -> None:
+    text = '''name: "phases"
+layer {
+  name: "train_data"
+  type: "Data"
+  top: "data"
+  include { phase: TRAIN }
+  data_param { source: "train_lmdb" batch_size: 32 backend: LMDB }
+  transform_param { mirror: true crop_size: 8 }
+}
+layer {
+  name: "data"
+  type: "Input"
+  top: "data"
+  include { phase: TEST }
+  input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } }
+}
+layer {
+  name: "conv"
+  type: "Convolution"
+  bottom: "data"
+  top: "conv"
+  convolution_param { num_output: 2 kernel_size: 1 }
+}
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer {
+  name: "loss"
+  type: "SoftmaxWithLoss"
+  bottom: "conv"
+  top: "loss"
+  exclude { phase: TEST }
+}
+'''
+    graph = load_prototxt(write(text))
+    assert [n.name for n in graph] == ["data", "conv", "bn"]
+    assert graph["bn"].attrs["affine"] is False and graph.param_count() == 3 * 2 + 2
+    assert graph["bn"].attrs["momentum"] == pytest.approx(0.001)  # 1 - moving_average_fraction
+
+
+def test_v1_layers_format_gets_a_hint(write) -> None:
+    from automtl.errors import PrototxtSyntaxError
+
+    with pytest.raises(PrototxtSyntaxError, match="V1 format"):
+        load_prototxt(write('input: "data"\nlayers { name: "c" type: CONVOLUTION }\n'))
