@@ -126,7 +126,6 @@ class _Builder:
         self.values: dict[str, torch.Tensor] = {}  # node name -> meta tensor
         self.consumers: dict[str, int] = {}
         self.caffe_bn: set[str] = set()  # stock-Caffe BN nodes a following Scale may fold into
-        self.aliases: dict[str, str] = {}
         self.automtl = any(l.msg.HasField("batch_norm_param") and any(
             l.msg.batch_norm_param.HasField(f) for f in ("track_running_stats", "momentum", "affine"))
             for l in self.layers)

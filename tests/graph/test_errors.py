@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from automtl.errors import (AutoMTLError, ExportError, GraphCycleError, GraphError, MissingInputShapeError,
+from automtl.errors import (ExportError, GraphCycleError, GraphError, MissingInputShapeError,
                             PrototxtSyntaxError, ShapeError, UnknownBlobError, UnsupportedLayerError)
 from automtl.graph import from_module, load_prototxt, loads_prototxt, to_prototxt
 from graph_fixtures import AUTOMTL, STOCK_CAFFE
