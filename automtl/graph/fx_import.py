@@ -282,9 +282,10 @@ def from_module(module: nn.Module, example_input: Any = None, *, name: str | Non
     wanted_inputs = list(input_names) if input_names is not None else []
     used: set[str] = set()
 
-    def unique(base: str) -> str:
+    def unique(base: str, owner: bool = False) -> str:
+        """``base`` or ``base_N``; only the module/attribute called ``base`` (``owner``) gets it bare."""
         cand, i = base, 0
-        while cand in used or (cand != base and cand in taken):
+        while cand in used or (cand in taken and not (owner and cand == base)):
             i += 1
             cand = f"{base}_{i}"
         used.add(cand)
@@ -308,16 +309,17 @@ def from_module(module: nn.Module, example_input: Any = None, *, name: str | Non
             op, attrs = module_op(gm.get_submodule(n.target))
             args = [a for a in n.args]
             if n.kwargs or not all(isinstance(a, fx.Node) for a in args):
-                fn_node = _function_node(n, gm.get_submodule(n.target), names, unique(n.target), shape, n.target)
+                fn_node = _function_node(n, gm.get_submodule(n.target), names, unique(n.target, owner=True),
+                                         shape, n.target)
                 fn_node.attrs["module_target"] = n.target
                 graph.add(fn_node)
                 names[n] = fn_node.name
                 continue
-            names[n] = unique(n.target)
+            names[n] = unique(n.target, owner=True)
             graph.add(Node(names[n], op, tuple(names[a] for a in args), attrs, shape, n.target))
         elif n.op == "get_attr":
             value = _get_attr(gm, n.target)
-            names[n] = unique(n.target)
+            names[n] = unique(n.target, owner=True)
             if isinstance(value, torch.Tensor):
                 graph.add(Node(names[n], "module", (), {"module": Constant(value)}, shape, n.target))
             else:

@@ -165,3 +165,18 @@ def test_built_modules_do_not_share_weights() -> None:
     a, b = graph.to_module(), graph.to_module()
     assert a.layer("head").target is not b.layer("head").target
     assert a.layer("scale") is not b.layer("scale")
+
+
+def test_function_names_never_take_a_module_name() -> None:
+    class Clash(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x + 1.0  # fx calls this node "add" too
+            return self.add(y)
+
+    graph = from_module(Clash(), torch.randn(2, 3))
+    assert graph["add"].op == "relu" and graph["add"].source == "add"
+    assert graph["add_1"].op == "function"
