@@ -106,12 +106,15 @@ _MESSAGES: dict[str, tuple[list[tuple[str, list[str]]], list[tuple[Any, ...]]]] 
     "LossParameter": ([("NormalizationMode", ["FULL", "VALID", "BATCH_SIZE", "NONE"])], [
         ("?", "int32", "ignore_label", 1), ("?", "enum:NormalizationMode", "normalization", 3),
         ("?", "bool", "normalize", 2)]),
-    "AccuracyParameter": ([], [("?", "uint32", "top_k", 1), ("?", "int32", "axis", 2), ("?", "int32", "ignore_label", 3)]),
+    "AccuracyParameter": ([], [
+        ("?", "uint32", "top_k", 1), ("?", "int32", "axis", 2), ("?", "int32", "ignore_label", 3)]),
     "LRNParameter": ([("NormRegion", ["ACROSS_CHANNELS", "WITHIN_CHANNEL"]), _ENGINE], [
         ("?", "uint32", "local_size", 1), ("?", "float", "alpha", 2), ("?", "float", "beta", 3),
         ("?", "enum:NormRegion", "norm_region", 4), ("?", "float", "k", 5), ("?", "enum:Engine", "engine", 6)]),
-    "ReshapeParameter": ([], [("?", "BlobShape", "shape", 1), ("?", "int32", "axis", 2), ("?", "int32", "num_axes", 3)]),
-    "SliceParameter": ([], [("?", "int32", "axis", 3), ("*", "uint32", "slice_point", 2), ("?", "uint32", "slice_dim", 1)]),
+    "ReshapeParameter": ([], [
+        ("?", "BlobShape", "shape", 1), ("?", "int32", "axis", 2), ("?", "int32", "num_axes", 3)]),
+    "SliceParameter": ([], [
+        ("?", "int32", "axis", 3), ("*", "uint32", "slice_point", 2), ("?", "uint32", "slice_dim", 1)]),
     "PowerParameter": ([], [("?", "float", "power", 1), ("?", "float", "scale", 2), ("?", "float", "shift", 3)]),
     "ELUParameter": ([], [("?", "float", "alpha", 1)]),
     "CropParameter": ([], [("?", "int32", "axis", 1), ("*", "uint32", "offset", 2)]),

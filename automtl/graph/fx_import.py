@@ -393,8 +393,8 @@ def copy_weights(src: nn.Module, dst: nn.Module, *, by: str = "source") -> int:
 
     Each node whose ``source`` (``by="source"``, graphs from :func:`from_module`) or ``name``
     (``by="name"``, e.g. a shipped prototxt exported from ``src``) names a submodule (or
-    attribute) of ``src`` receives its state; returns the number of tensors copied. Raises :class:`~automtl.errors.GraphError` when a
-    node's source is missing or its shapes differ.
+    attribute) of ``src`` receives its state; returns the number of tensors copied. Raises
+    :class:`~automtl.errors.GraphError` when a node's key is missing or its shapes differ.
     """
     from automtl.errors import GraphError
     from automtl.graph.module import GraphModule

@@ -34,7 +34,8 @@ def test_unclosed_brace(write) -> None:
 
 def test_unknown_layer_type_lists_supported(write) -> None:
     path = write(HEAD + CONV.format(name="c", bottom="data", top="c")
-                 + 'layer {\n  name: "norm"\n  type: "LRN"\n  bottom: "c"\n  top: "n"\n  lrn_param { local_size: 5 }\n}\n')
+                 + 'layer {\n  name: "norm"\n  type: "LRN"\n  bottom: "c"\n  top: "n"\n'
+                 + '  lrn_param { local_size: 5 }\n}\n')
     with pytest.raises(UnsupportedLayerError) as info:
         load_prototxt(path)
     err = info.value
@@ -43,7 +44,8 @@ def test_unknown_layer_type_lists_supported(write) -> None:
 
 
 def test_unproduced_bottom(write) -> None:
-    path = write(HEAD + CONV.format(name="c1", bottom="data", top="c1") + CONV.format(name="c2", bottom="nope", top="c2"))
+    path = write(HEAD + CONV.format(name="c1", bottom="data", top="c1")
+                 + CONV.format(name="c2", bottom="nope", top="c2"))
     with pytest.raises(UnknownBlobError) as info:
         load_prototxt(path)
     assert info.value.layer == "c2" and info.value.line == 14 and "'nope'" in str(info.value)
