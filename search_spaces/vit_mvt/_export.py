@@ -11,7 +11,7 @@ from automtl.errors import UnknownTaskError
 
 from . import _ops as O
 from ._config import PATCH, SE_REDUCTION, STEM_CHANNELS
-from ._plain import MHSE, Block, Head, MultiTaskViTMVT, PosEmbed, RelPosBias, Stem, ViTMVTNet
+from ._plain import MHSE, Block, Head, MultiTaskViTMVT, PosEmbed, RelPosBias, ViTMVTNet
 from ._supernet import ElasticBlock, ViTMVTSupernet
 
 

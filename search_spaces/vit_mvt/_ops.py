@@ -71,12 +71,22 @@ def relative_bias(table: Tensor, grid: int, hw: tuple[int, int]) -> Tensor:
 
 def attention(x: Tensor, qkv_w: Tensor, qkv_b: Tensor, proj_w: Tensor, proj_b: Tensor,
               bias: Tensor) -> Tensor:
-    """MHSA with head dim 64 and an additive relative-position bias, then the output projection."""
+    """MHSA with head dim 64 and an additive relative-position bias, then the output projection.
+
+    The qkv rows are laid out (heads, 3, 64): the first ``h`` heads are the leading
+    ``192·h`` rows, so fewer heads are a plain leading slice of the weight.
+    """
     b, n, _ = x.shape
     heads = bias.shape[0]
-    qkv = F.linear(x, qkv_w, qkv_b).view(b, n, 3, heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
+    qkv = F.linear(x, qkv_w, qkv_b).view(b, n, heads, 3, HEAD_DIM).permute(3, 0, 2, 1, 4)
     q, k, v = qkv.unbind(0)
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0).to(q.dtype))
+    mask = bias.unsqueeze(0).to(q.dtype)
+    if mask.is_cuda and n % 8:
+        # fused attention kernels need an aligned mask row stride: pad, then view the N columns
+        padded = mask.new_zeros(1, heads, n, n + 8 - n % 8)
+        padded[..., :n] = mask
+        mask = padded[..., :n]
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return F.linear(o.transpose(1, 2).reshape(b, n, heads * HEAD_DIM), proj_w, proj_b)
 
 

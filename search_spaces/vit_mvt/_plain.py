@@ -12,7 +12,7 @@ from automtl.errors import ArchError, UnknownTaskError
 
 from . import _ops as O
 from ._checkpoint import CheckedLoad
-from ._config import HEAD_DIM, PATCH, SE_REDUCTION, STEM_CHANNELS
+from ._config import HEAD_DIM, SE_REDUCTION, STEM_CHANNELS
 
 
 class Stem(nn.Sequential):
@@ -24,6 +24,11 @@ class Stem(nn.Sequential):
         for cin, k, s in ((3, 7, 2), (c, 3, 1), (c, 3, 1)):
             layers += [nn.Conv2d(cin, c, k, s, k // 2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
         super().__init__(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.is_cuda:  # channels-last: faster cuDNN convolutions and BatchNorm at 112²
+            x = x.contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
 
 
 class PosEmbed(nn.Module):

@@ -25,21 +25,29 @@ def _trunc(*shape: int) -> nn.Parameter:
 
 
 class _StraightThroughSelect(torch.autograd.Function):
-    """Forward: the shared or the task tensor (hard choice, no arithmetic). Backward: the
-    straight-through gradient of ``g·shared + (1-g)·task`` with ``dg/dscore = 1``."""
+    """Forward: the shared tensor where ``score > 0.5``, else the task tensor (a hard choice).
+    Backward: the straight-through gradient of ``g·shared + (1-g)·task`` with ``dg/ds = 1``.
+
+    On CPU the choice is read on the host (no arithmetic on the weights); on an accelerator
+    it stays on the device (``torch.where``) so the step never waits for a host sync.
+    """
 
     @staticmethod
     def forward(ctx: Any, score: Tensor, shared: Tensor, task: Tensor) -> Tensor:  # type: ignore[override]
-        use_shared = bool(score > 0.5)
-        ctx.use_shared = use_shared
-        ctx.save_for_backward(shared, task)
-        return (shared if use_shared else task).view_as(shared)
+        gate = score > 0.5
+        ctx.save_for_backward(shared, task, gate)
+        if score.device.type == "cpu":
+            return (shared if bool(gate) else task).view_as(shared)
+        return torch.where(gate, shared, task)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:  # type: ignore[override]
-        shared, task = ctx.saved_tensors
+        shared, task, gate = ctx.saved_tensors
         g_score = (grad * (shared - task)).sum().reshape(())
-        return (g_score, grad, None) if ctx.use_shared else (g_score, None, grad)
+        if gate.device.type == "cpu":
+            return (g_score, grad, None) if bool(gate) else (g_score, None, grad)
+        g = gate.to(grad.dtype)
+        return g_score, grad * g, grad * (1 - g)
 
 
 class AdaptiveLinear(nn.Module):
@@ -48,13 +56,13 @@ class AdaptiveLinear(nn.Module):
     A task uses the shared weight where its score is above 0.5 and its own weight below; the
     choice is a hard gate with a straight-through gradient, so the score learns. A fixed
     decision (``mode``) replaces the score when a candidate's sharing genes are evaluated.
-    ``qkv=True`` lays the outputs out as (3, heads, 64) so fewer heads slice q, k and v alike.
+    Every elastic width is a leading slice (the qkv rows are laid out (heads, 3, 64)).
     """
 
-    def __init__(self, in_max: int, out_max: int, tasks: Sequence[str], *, qkv: bool = False,
+    def __init__(self, in_max: int, out_max: int, tasks: Sequence[str], *,
                  score_init: float = 1.0) -> None:
         super().__init__()
-        self.in_max, self.out_max, self.qkv = in_max, out_max, qkv
+        self.in_max, self.out_max = in_max, out_max
         self.tasks = tuple(tasks)
         self.weight = _trunc(out_max, in_max)
         self.bias = nn.Parameter(torch.zeros(out_max))
@@ -75,12 +83,12 @@ class AdaptiveLinear(nn.Module):
 
     def _slice(self, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         o, i = self.out_n, self.in_n
-        if self.qkv:
-            w = w.view(3, self.out_max // 3, self.in_max)[:, : o // 3, :i].reshape(o, i)
-            return w, b.view(3, -1)[:, : o // 3].reshape(o)
         if o == self.out_max and i == self.in_max:
             return w, b
-        return w[:o, :i].contiguous(), b[:o]
+        w = w[:o, :i]
+        # CPU: contiguous, so the GEMM equals the exported model's bit for bit; under CUDA
+        # autocast the bf16 cast makes its own contiguous copy anyway
+        return (w.contiguous() if w.device.type == "cpu" else w), b[:o]
 
     def decision(self, task: str) -> bool:
         """Whether ``task`` currently uses the shared weight."""
@@ -122,7 +130,7 @@ class ElasticBlock(nn.Module):
         self.grid, self.drop_path = grid, drop_path
         self.lpu_w, self.lpu_b = _trunc(e_max, 1, 3, 3), nn.Parameter(torch.zeros(e_max))
         self.norm1_w, self.norm1_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
-        self.qkv = AdaptiveLinear(e_max, 3 * HEAD_DIM * h_max, tasks, qkv=True, score_init=score_init)
+        self.qkv = AdaptiveLinear(e_max, 3 * HEAD_DIM * h_max, tasks, score_init=score_init)
         self.rel_table = _trunc((2 * grid - 1) ** 2, h_max)
         self.proj = AdaptiveLinear(HEAD_DIM * h_max, e_max, tasks, score_init=score_init)
         self.se1_w, self.se1_b = _trunc(r_max, e_max), nn.Parameter(torch.zeros(r_max))
@@ -149,8 +157,10 @@ class ElasticBlock(nn.Module):
 
     def _se(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         e, r = self.embed, self.embed // SE_REDUCTION
-        return (self.se1_w[:r, :e].contiguous(), self.se1_b[:r],
-                self.se2_w[:e, :r].contiguous(), self.se2_b[:e])
+        w1, w2 = self.se1_w[:r, :e], self.se2_w[:e, :r]
+        if w1.device.type == "cpu":
+            w1, w2 = w1.contiguous(), w2.contiguous()
+        return w1, self.se1_b[:r], w2, self.se2_b[:e]
 
     def forward(self, x: Tensor, hw: tuple[int, int], task: str) -> Tensor:
         e, hid = self.embed, self.hidden

@@ -49,12 +49,12 @@ def test_weight_entanglement_uses_leading_slices(micro, micro_net):
     with torch.no_grad():
         blk.fc1.weight[64:].normal_()       # hidden units beyond 32·1.0 = 32 … and 64
         blk.fc1.weight[:, 32:].normal_()     # input channels beyond E = 32
-        blk.qkv.weight.view(3, 2, 64, 48)[:, 1].normal_()   # the second head's q, k, v
+        blk.qkv.weight.view(2, 3, 64, 48)[1].normal_()      # the second head's q, k, v
         micro_net.blocks[2].fc2.weight.normal_()             # a layer beyond depth 2
     after = micro_net.forward_all(x)
     assert all(torch.equal(before[t], after[t]) for t in before)
     with torch.no_grad():
-        blk.qkv.weight.view(3, 2, 64, 48)[2, 0, 0, 0] += 1.0  # first head's v: used
+        blk.qkv.weight.view(2, 3, 64, 48)[0, 2, 0, 0] += 1.0  # first head's v: used
     assert not torch.equal(before["cls"], micro_net.forward_all(x)["cls"])
 
 
