@@ -1,9 +1,9 @@
-"""Training: the three-phase :class:`Trainer`, checkpoints, distributed helpers, config runner."""
+"""Training: the three-phase :class:`Trainer`, checkpoints, losses, config runner and policy sampling."""
 from __future__ import annotations
 
 from automtl.train.checkpoint import atomic_save, safe_load, seed_everything
-from automtl.train.evaluation import load_baseline, save_baseline
+from automtl.train.losses import criterion_for_task, default_criteria
 from automtl.train.trainer import PHASES, Trainer
 
-__all__ = ["PHASES", "Trainer", "atomic_save", "load_baseline", "safe_load", "save_baseline",
+__all__ = ["PHASES", "Trainer", "atomic_save", "criterion_for_task", "default_criteria", "safe_load",
            "seed_everything"]

@@ -24,7 +24,7 @@ from automtl.train.batches import move_to, split_batch
 from automtl.train.checkpoint import atomic_save, rng_state, safe_load, seed_everything, set_rng_state
 from automtl.train.distributed import (DistInfo, all_reduce_mean, average_gradients, barrier,
                                        broadcast_module, init_distributed)
-from automtl.train.evaluation import delta_m_report, load_baseline, run_metrics
+from automtl.train.evaluation import as_baseline, run_metrics
 from automtl.train.monitor import RunMonitor
 from automtl.train.streams import TaskStream, split_indices
 
@@ -75,7 +75,8 @@ class Trainer:
         policy_split: fraction of each training set used for policy steps (the rest for
             weight steps) in ``alter_train_with_reg``, unless ``policy_loaders`` are given.
         checkpoint_iters: write the phase checkpoint every this many iterations (0: only at the end).
-        baseline: single-task baseline file (or dict) for Δm in :meth:`validate`.
+        baseline: single-task baseline (``automtl.metrics.Baseline``, its JSON file, or
+            ``{task: {metric: value}}``) for Δm in :meth:`validate`.
     """
 
     def __init__(self, model: nn.Module, train_loaders: Mapping[str, "DataLoader"],
@@ -118,7 +119,7 @@ class Trainer:
         self.progress = progress
         self.work_dir = Path(work_dir)
         self.checkpoint_dir = self.work_dir / "checkpoints"
-        self.baseline = load_baseline(baseline) if baseline is not None else None
+        self.baseline = as_baseline(baseline) if baseline is not None else None
         self.weighting = _build_weighting(weighting, self.tasks)
         if hasattr(self.weighting, "to"):
             self.weighting.to(self.device)
@@ -225,14 +226,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def validate(self, stage: str = "mtl", hard: bool = True, *, policy: Any = None,
-                 baseline: str | os.PathLike | Mapping | None = None, iteration: int | None = None
-                 ) -> dict[str, Any]:
+                 baseline: str | os.PathLike | Mapping | None = None, iteration: int | None = None,
+                 loaders: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Per-task metrics on the validation loaders, plus Δm when a baseline is known.
 
         ``stage``: ``"pre"`` (all branches averaged), ``"mtl"`` (``hard=True``: the argmax policy
         of the current logits; ``hard=False``: the soft Gumbel mixture at the current τ) or
         ``"fixed"`` (``policy``, else the post-train policy). Returns
-        ``{task: {metric: value}, "delta_m": {...}}`` (Δm only with a baseline).
+        ``{task: {metric: value}, "delta_m": {...}}`` (Δm only with a baseline). ``loaders``
+        replaces the validation loaders (e.g. a test split).
         """
         if self.metrics is None:
             raise ConfigError("the trainer was built without metrics", key="metrics")
@@ -245,7 +247,8 @@ class Trainer:
                 with torch.no_grad():
                     for task in self.tasks:
                         fwd = lambda x, t=task: self.model(x, task=t, **kw)  # noqa: E731
-                        result[task] = run_metrics(fwd, self.val_loaders[task], self.metrics[task],
+                        source = (loaders or self.val_loaders)[task]
+                        result[task] = run_metrics(fwd, source, self.metrics[task],
                                                    self.device, task)
             finally:
                 self.model.train(was_training)
@@ -254,9 +257,9 @@ class Trainer:
                     if not math.isfinite(value):
                         at = f" at iteration {iteration}" if iteration is not None else ""
                         raise TrainingError(f"metric '{name}' of task '{task}' is {value}{at} ({stage} validation)")
-            base = load_baseline(baseline) if baseline is not None else self.baseline
+            base = as_baseline(baseline) if baseline is not None else self.baseline
             if base is not None:
-                result["delta_m"] = delta_m_report({t: result[t] for t in self.tasks}, base)
+                result["delta_m"] = base.delta({t: result[t] for t in self.tasks})
         if self.dist.enabled:
             import torch.distributed as dist
 
@@ -386,8 +389,8 @@ class Trainer:
         for task in self.tasks:
             for name, value in res[task].items():
                 self.monitor.scalar(f"{state.name}/val/{task}/{name}", value, gstep)
-        if "delta_m" in res:
-            self.monitor.scalar(f"{state.name}/val/delta_m", res["delta_m"]["delta_m"], gstep)
+        for name, value in res.get("delta_m", {}).items():
+            self.monitor.scalar(f"{state.name}/val/{name}", value, gstep)
         self.monitor.log(f"{state.name} val iter {state.it}: {res}")
 
     def _checkpoint(self, state: _PhaseState, path: Path) -> None:
@@ -538,10 +541,10 @@ def _build_weighting(weighting: Any, tasks: list[str]) -> Any:
     """``None`` for plain fixed λ; otherwise a weighting object from ``automtl.train.weighting``."""
     if weighting is None or weighting == "fixed":
         return None
-    if isinstance(weighting, str):
-        from automtl.train import weighting as wmod
+    if isinstance(weighting, (str, Mapping)):
+        from automtl.train.weighting import build_weighting
 
-        return wmod.build_weighting(weighting, tasks)
+        return build_weighting(weighting, tasks)
     return weighting
 
 

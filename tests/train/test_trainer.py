@@ -143,3 +143,24 @@ def test_resume_of_completed_phase_loads_its_weights(tmp_path):
     tr2 = _trainer(tmp_path, model=tiny_model(seed=5))
     tr2.pre_train(3, 1e-2, resume=True)
     assert all(torch.equal(state[k], v) for k, v in tr2.model.state_dict().items())
+
+
+def test_weighting_by_name_trains_and_checkpoints_its_state(tmp_path):
+    tr = _trainer(tmp_path, weighting="uncertainty", checkpoint_iters=2)
+    tr.pre_train(4, 1e-2)
+    ck = torch.load(tmp_path / "checkpoints" / "pre_train_latest.pt", weights_only=True)
+    assert ck["weighting"] is not None
+    assert any(not torch.equal(v, torch.zeros_like(v)) for v in tr.weighting.state_dict().values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())
+
+
+def test_validate_with_baseline_reports_three_delta_m_variants(tmp_path):
+    from automtl.metrics import Baseline
+
+    tr = _trainer(tmp_path)
+    base = Baseline({t: {"mse": 1.0} for t in TASKS}, {t: {"mse": False} for t in TASKS}, {t: "mse" for t in TASKS})
+    base.save(tmp_path / "base.json")
+    res = tr.validate("pre", baseline=tmp_path / "base.json")
+    mse = sum(res[t]["mse"] for t in TASKS) / len(TASKS)
+    assert res["delta_m"]["delta_m_maninis"] == pytest.approx(-(mse - 1.0) * 100)
+    assert set(res["delta_m"]) == {"delta_m_maninis", "delta_m_all_metrics", "delta_m_task_balanced"}
