@@ -11,8 +11,8 @@ space = dict(type="vit_mvt", preset=None, name="micro", tasks=tasks,
              depths=(2, 3), embeds=(32, 48), heads=(1, 2), mlp_ratios=(2.0, 3.0), img_size=64)
 evaluator = dict(
     type="supernet",
-    data=dict(size=64, n_train=128, n_val=32, batch_size=16, seed=0),
-    train=dict(steps=40, lr=2e-3, sampling="sandwich", n_random=1),  # cached in work_dir/supernet.pt
+    data=dict(size=64, n_train=96, n_val=32, batch_size=16, seed=0),
+    train=dict(steps=30, lr=2e-3, sampling="sandwich", n_random=1),  # cached in work_dir/supernet.pt
     n_val_batches=2,
     bn_batches=0,          # ViT-MVT has LayerNorm only; set > 0 for BatchNorm supernets
 )

@@ -1,8 +1,17 @@
 """Shared fixtures of the search tests: a small toy space and a fast search factory."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import optuna
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+try:  # an editable install made before search_spaces/ existed does not map it
+    import search_spaces  # noqa: F401
+except ImportError:  # pragma: no cover - depends on how the package was installed
+    sys.path.insert(0, str(ROOT))
 
 from automtl.search import EvolutionSearch, LayeredToySpace, ToyEvaluator
 

@@ -43,30 +43,40 @@ def _trials(url: str) -> list:
     return optuna.load_study(study_name="s", storage=storage).get_trials(deepcopy=False)
 
 
+def _poll_until(storage_url: str, proc: subprocess.Popen, ready, timeout: float = 180.0) -> bool:
+    """Poll the study (one storage connection) until ``ready(trials)`` or the process ends."""
+    storage, study_id = None, None
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            if storage is None:
+                storage = open_storage(storage_url)
+                study_id = storage.get_study_id_from_name("s")
+            if ready(storage.get_all_trials(study_id, deepcopy=False)):
+                return True
+        except Exception:  # the study is not created yet
+            storage = None
+    return False
+
+
 @pytest.mark.slow
 def test_sigkill_mid_generation_then_resume(tmp_path):
-    cfg = _config(tmp_path, delay=0.3, gens=2)
+    cfg = _config(tmp_path, delay=0.25, gens=2)
     work = tmp_path / "w"
     url = f"sqlite:///{work / 'search.db'}"
     cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--no-progress"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    before = []
-    while time.time() < deadline:
-        time.sleep(0.1)
-        if (work / "search.db").exists():
-            try:
-                ts = _trials(url)
-            except Exception:
-                continue
-            done = [t for t in ts if t.state == TrialState.COMPLETE]
-            running = [t for t in ts if t.state == TrialState.RUNNING and CANDIDATE in t.system_attrs]
-            if len(done) >= 10 and running:        # generation 1 (of 0..1) is under way
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                before = _trials(url)
-                break
-    assert before, "search did not reach the kill point: " + proc.stdout.read().decode()[-2000:]
+    def mid_generation(ts) -> bool:  # generation 1 (of 0..1) is under way, one trial running
+        done = sum(t.state == TrialState.COMPLETE for t in ts)
+        return done >= 10 and any(t.state == TrialState.RUNNING and CANDIDATE in t.system_attrs
+                                  for t in ts)
+
+    reached = _poll_until(url, proc, mid_generation)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert reached, "search did not reach the kill point: " + proc.stdout.read().decode()[-2000:]
+    before = _trials(url)
     done_before = {t.number: (t.system_attrs[KEY], t.values) for t in before
                    if t.state == TrialState.COMPLETE}
     orphan = [t for t in before if t.state == TrialState.RUNNING and CANDIDATE in t.system_attrs]
