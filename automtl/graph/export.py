@@ -162,6 +162,9 @@ def _global_pool(w: _Writer, n: Node) -> None:
 
 
 def _eltwise(w: _Writer, n: Node) -> None:
+    shapes = [w.graph[i].shape for i in n.inputs]
+    if None not in shapes and any(s != shapes[0] for s in shapes):
+        raise w.fail(n, f"Caffe Eltwise needs equal shapes, not broadcasting ones {[list(s) for s in shapes]}")
     layer = w.layer(n, "Eltwise")
     layer.eltwise_param.operation = {"mul": 0, "add": 1, "max": 2}[n.op]
     if n.attrs.get("coeffs"):

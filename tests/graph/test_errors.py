@@ -181,3 +181,12 @@ def test_mutated_prototxt_only_raises_typed_errors(text: str) -> None:
         graph.to_module()
     for dialect in ("automtl", "caffe"):  # ... and survives a round trip through either dialect
         assert loads_prototxt(dumps_prototxt(graph, dialect=dialect), "again.prototxt") == graph
+
+
+def test_broadcasting_multiply_is_not_exported() -> None:
+    from automtl.graph.zoo import backbone
+
+    graph = from_module(backbone("efficientnet_b0"), torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ExportError, match="equal shapes") as info:
+        to_prototxt(graph)
+    assert info.value.layer == "features.1.0.block.1.mul"
