@@ -7,7 +7,8 @@ The op vocabulary (attributes in brackets):
   groups, bias, (deconv) output_padding] — tuples of two ints for the spatial fields (a conv's
   padding may also be the string ``"same"``/``"valid"``)
 * ``linear`` [in_features, out_features, bias]
-* ``batch_norm`` [num_features, eps, momentum, affine, track_running_stats]
+* ``batch_norm`` [num_features, eps, momentum, affine, track_running_stats, dims (2: NCHW,
+  the default; 1: NC)]
 * ``layer_norm`` [normalized_shape, eps, elementwise_affine, bias]
 * ``group_norm`` [num_groups, num_channels, eps, affine]
 * ``scale`` [num_features, bias] — channel-wise affine (a Caffe ``Scale`` not after BN)
@@ -22,7 +23,8 @@ The op vocabulary (attributes in brackets):
 * ``module`` [module] — an ``nn.Module`` kept as is (torch.fx imports; each built network
   gets its own deep copy)
 * ``function`` [target, kind, args, kwargs] — a torch.fx ``call_function``/``call_method``;
-  ``args``/``kwargs`` hold :class:`Ref` placeholders for the node's inputs
+  ``args``/``kwargs`` hold :class:`Ref` placeholders for the node's inputs (``target`` may be
+  an ``nn.Module`` called with keyword/constant arguments; it is deep-copied per network)
 """
 from __future__ import annotations
 
