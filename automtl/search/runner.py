@@ -129,6 +129,7 @@ class EvolutionSearch:
         resume: continue an existing study; without it an existing study is an error.
         work_dir: where outputs and the log go (``None``: nowhere).
         seed: seeds the sampler.
+        record_params: genes as optuna params too (see :class:`EvolutionSampler`).
         stale_after_s: RUNNING trials of workers on other hosts older than this are treated as
             orphans (``None``: only dead processes on this host are detected).
         max_consecutive_failures: stop with :class:`SearchError` after this many failed
@@ -141,7 +142,7 @@ class EvolutionSearch:
                  p_layer: float = 0.2, p_global: float = 0.4,
                  storage: str | BaseStorage | None = None, study_name: str = "automtl-search",
                  resume: bool = False, work_dir: str | os.PathLike[str] | None = None,
-                 seed: int | None = None, record_params: bool = True, progress: bool = True,
+                 seed: int | None = None, record_params: bool | None = None, progress: bool = True,
                  stale_after_s: float | None = None, max_consecutive_failures: int = 20) -> None:
         if mode not in MODES:
             raise SearchError(f"unknown search mode {mode!r}; use one of {MODES}")

@@ -38,6 +38,8 @@ ORIGIN = "automtl:origin"
 WORKER = "automtl:worker"
 INTERRUPTED = "automtl:interrupted"
 REJECTED = "automtl:rejected"
+#: with ``record_params=None`` genes become optuna params only for spaces with at most this many
+MAX_AUTO_PARAMS = 64
 
 
 def worker_id() -> str:
@@ -54,14 +56,16 @@ class _CandidateAssigner:
     """Shared by both samplers: gives a trial an in-budget candidate no other trial holds."""
 
     def __init__(self, space: SearchSpace, budget: tuple[int, int], cfg: EvolutionConfig,
-                 seed: int | None, record_params: bool) -> None:
+                 seed: int | None, record_params: bool | None) -> None:
         self.space = space
         self.proposer = Proposer(space, budget, cfg)
         self.rng = random.Random(seed)
-        self.record_params = record_params
         self._assigned: dict[int, Candidate] = {}
         self._distributions = {name: CategoricalDistribution(list(choices))
                                for name, choices in space.gene_choices().items()}
+        if record_params is None:  # one storage write per gene: worth it for small spaces
+            record_params = 0 < len(self._distributions) <= MAX_AUTO_PARAMS
+        self.record_params = bool(record_params)
 
     def assign(self, study: Study, trial: FrozenTrial, generation: int,
                parents: Sequence[FrozenTrial], gen_key: str) -> Candidate:
@@ -160,13 +164,15 @@ class EvolutionSampler(BaseGASampler):
         budget: ``(min_params, max_params)`` of the total (shared weights counted once).
         population, top_k, n_mutations, n_crossovers, p_layer, p_global: DESIGN §3 settings.
         seed: seeds the proposal RNG.
-        record_params: also report the genes as optuna params (dashboard, trials_dataframe).
+        record_params: also report the genes as optuna params (dashboard, trials_dataframe);
+            costs one storage write per gene. ``None`` (default): only for spaces with at most
+            ``MAX_AUTO_PARAMS`` genes. The candidate is always in the ``candidate`` user attr.
     """
 
     def __init__(self, space: SearchSpace, *, budget: tuple[int, int], population: int = 50,
                  top_k: int = 10, n_mutations: int = 25, n_crossovers: int = 25,
                  p_layer: float = 0.2, p_global: float = 0.4, seed: int | None = None,
-                 record_params: bool = True, max_child_tries: int = 50,
+                 record_params: bool | None = None, max_child_tries: int = 50,
                  max_random_tries: int = 5000) -> None:
         self.config = EvolutionConfig(population, top_k, n_mutations, n_crossovers, p_layer,
                                       p_global, max_child_tries, max_random_tries)
@@ -227,7 +233,7 @@ class ParetoEvolutionSampler(NSGAIISampler):
     def __init__(self, space: SearchSpace, *, budget: tuple[int, int], population: int = 50,
                  top_k: int = 10, n_mutations: int = 25, n_crossovers: int = 25,
                  p_layer: float = 0.2, p_global: float = 0.4, seed: int | None = None,
-                 record_params: bool = True, max_child_tries: int = 50,
+                 record_params: bool | None = None, max_child_tries: int = 50,
                  max_random_tries: int = 5000) -> None:
         self.config = EvolutionConfig(population, top_k, n_mutations, n_crossovers, p_layer,
                                       p_global, max_child_tries, max_random_tries)

@@ -189,17 +189,48 @@ class LayeredToySpace(SearchSpace):
 
     def optimum(self, budget: tuple[int, int], weights: Mapping[str, float] | None = None
                 ) -> tuple[Candidate, float]:
-        """The best in-budget candidate under the weighted sum of scores, by enumeration."""
+        """The best in-budget candidate under the weighted sum of scores, exactly.
+
+        Score and size are sums over layers once depth and width are fixed, so a dynamic
+        programme over reachable layer-parameter totals (keeping the best score per total)
+        is exact and fast even where the space is far too large to enumerate.
+        """
         lo, hi = budget
         w = {t: 1.0 for t in self.tasks} if weights is None else dict(weights)
+        patterns = list(itertools.product((SHARE, SPECIALIZE), repeat=len(self.tasks)))
         best, best_val = None, -math.inf
-        for cand in self.enumerate():
-            n = self.count_params(cand)["total"]
-            if lo <= n <= hi:
-                s = self.scores(cand)
-                v = sum(w[t] * s[t] for t in self.tasks)
-                if v > best_val:
-                    best, best_val = cand, v
+        for e in self.embeds:
+            fixed = 8 * e + (10 * e + 10) * len(self.tasks)
+            for d in self.depths:
+                # total layer params -> (score, genes of layers so far)
+                states: dict[int, tuple[float, tuple[tuple[int, tuple[str, ...]], ...]]] = {
+                    0: (0.0, ())}
+                for i in range(d):
+                    nxt: dict[int, tuple[float, tuple[tuple[int, tuple[str, ...]], ...]]] = {}
+                    for r in self.ratios:
+                        p = self.layer_params(e, r)
+                        cap = math.log2(1 + e * r / 16)
+                        for pat in patterns:
+                            spec = [x == SPECIALIZE for x in pat]
+                            copies = (0 if all(spec) else 1) + sum(spec)
+                            gain = sum(w[t] * self._a[(t, i)] * cap * (1 + self._lam[(t, i)] * sp)
+                                       for t, sp in zip(self.tasks, spec))
+                            for tot, (val, genes) in states.items():
+                                n = tot + p * copies
+                                if fixed + n > hi:
+                                    continue
+                                v = val + gain
+                                if n not in nxt or v > nxt[n][0]:
+                                    nxt[n] = (v, genes + ((r, pat),))
+                    states = nxt
+                for tot, (val, genes) in states.items():
+                    if lo <= fixed + tot and val > best_val:
+                        cand: Candidate = {"depth": d, "embed": e}
+                        for i, (r, pat) in enumerate(genes):
+                            cand[f"ratio.{i}"] = r
+                            for t, x in zip(self.tasks, pat):
+                                cand[f"share.{i}.{t}"] = x
+                        best, best_val = cand, val
         if best is None:
             raise ArchError(f"no candidate has between {lo} and {hi} parameters")
         return best, best_val
