@@ -79,7 +79,7 @@ def bench_weighting(quick: bool) -> str:
     crit = default_criteria(tasks)
     shared = list(trunk.parameters())
     rows, base = [], None
-    for name in ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad"):
+    for name in ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "nash_mtl"):
         w = build_weighting(name, tasks)
 
         def step():

@@ -27,9 +27,11 @@ pcgrad     Yu et al. 2020: project each task gradient off the normal plane of ev
 cagrad     Liu et al. 2021: conflict-averse direction d = g₀ + c‖g₀‖/‖g_w‖ g_w, with w
            maximising the worst task improvement; scaled by T/(1+c²) so that c = 0
            equals the plain sum of gradients
+nash_mtl   Navon et al. 2022: d = Σ α_t g_t with (GGᵀα)_t = 1/α_t (bargaining solution):
+           every task improves, invariant to each loss's scale
 ========== ============================================================================
 
-Gradient-surgery methods (``pcgrad``, ``cagrad``) need ``shared_parameters``; parameters
+Gradient-surgery methods (``pcgrad``, ``cagrad``, ``nash_mtl``) need ``shared_parameters``; parameters
 outside it get the gradient of Σ L_t. They run T per-task backward passes plus one.
 """
 from __future__ import annotations
@@ -46,7 +48,7 @@ from torch import nn
 from automtl.errors import ConfigError, TrainingError
 
 __all__ = ["WEIGHTINGS", "Weighting", "FixedWeighting", "UncertaintyWeighting", "DWA", "GradNorm",
-           "PCGrad", "CAGrad", "build_weighting"]
+           "PCGrad", "CAGrad", "NashMTL", "build_weighting"]
 
 WEIGHTINGS = Registry("weighting")
 
@@ -378,6 +380,74 @@ class CAGrad(Weighting):
         self._check(losses)
         _surgery_backward(losses, self.tasks, _shared(shared_parameters, self.name), self.direction)
         return dict(zip(self.tasks, self.last_w))
+
+
+def _nash_alpha(gram: np.ndarray, iters: int = 100) -> np.ndarray:
+    """α > 0 with (G Gᵀ α)_i = 1/α_i: Newton's method on ½ αᵀMα − Σ log α_i (strictly convex)."""
+    t = len(gram)
+    diag = np.diag(gram)
+    live = diag > 1e-20 * max(diag.max(), 1e-300)
+    alpha = np.zeros(t)
+    if not live.any():
+        return alpha
+    m = gram[np.ix_(live, live)]
+    a = 1.0 / np.sqrt(np.diag(m))
+
+    def f(x: np.ndarray) -> float:
+        return float(0.5 * x @ m @ x - np.log(x).sum())
+
+    for _ in range(iters):
+        g = m @ a - 1.0 / a
+        h = m + np.diag(1.0 / a ** 2)
+        step = np.linalg.solve(h, g)
+        lr, fa = 1.0, f(a)
+        while lr > 1e-8:
+            cand = a - lr * step
+            if (cand > 0).all() and f(cand) <= fa:
+                break
+            lr *= 0.5
+        else:
+            break
+        a = cand
+        if np.abs(g).max() < 1e-10 * max(1.0, np.abs(1.0 / a).max()):
+            break
+    alpha[live] = a
+    return alpha
+
+
+@WEIGHTINGS.register_module(name=["nash_mtl", "NashMTL"])
+class NashMTL(Weighting):
+    """Nash-MTL (Navon et al. 2022): the bargaining direction d = Σ α_t g_t with (GGᵀα)_t = 1/α_t.
+
+    Every task improves along d (g_t·d = 1/α_t > 0) and d does not change when one task's
+    loss is rescaled. The α system is solved exactly by Newton's method on a convex
+    function (the paper uses a sequence of convex programs); ``max_norm`` > 0 clips ‖d‖.
+    """
+
+    name = "nash_mtl"
+
+    def __init__(self, tasks: Sequence[str], max_norm: float = 0.0) -> None:
+        super().__init__(tasks)
+        self.max_norm = float(max_norm)
+        self.last_alpha: list[float] = [1.0] * len(self.tasks)
+
+    def direction(self, grads: torch.Tensor) -> torch.Tensor:
+        """The Nash-MTL update of ``[T, P]`` task gradients."""
+        g = grads.double()
+        alpha = _nash_alpha((g @ g.T).cpu().numpy())
+        self.last_alpha = [float(x) for x in alpha]
+        d = torch.from_numpy(alpha).to(g) @ g
+        if self.max_norm > 0:
+            n = d.norm()
+            if n > self.max_norm:
+                d = d * (self.max_norm / n)
+        return d.to(grads.dtype)
+
+    def backward(self, losses: Losses, shared_parameters: Sequence[nn.Parameter] | None = None,
+                 ) -> dict[str, float]:
+        self._check(losses)
+        _surgery_backward(losses, self.tasks, _shared(shared_parameters, self.name), self.direction)
+        return dict(zip(self.tasks, self.last_alpha))
 
 
 def build_weighting(cfg: str | Mapping[str, Any] | Weighting, tasks: Sequence[str]) -> Weighting:

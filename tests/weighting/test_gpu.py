@@ -30,7 +30,7 @@ def test_metrics_and_losses_match_cpu():
         assert crit(pred.cuda(), target.cuda()).item() == pytest.approx(crit(pred, target).item(), rel=1e-4)
 
 
-@pytest.mark.parametrize("name", ["uncertainty", "gradnorm", "pcgrad", "cagrad"])
+@pytest.mark.parametrize("name", ["uncertainty", "gradnorm", "pcgrad", "cagrad", "nash_mtl"])
 def test_weighting_on_cuda(name):
     torch.manual_seed(0)
     trunk = nn.Linear(4, 8).cuda()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from automtl.errors import ConfigError, TrainingError
-from automtl.train.weighting import (CAGrad, DWA, GradNorm, PCGrad, UncertaintyWeighting, WEIGHTINGS,
+from automtl.train.weighting import (CAGrad, DWA, GradNorm, NashMTL, PCGrad, UncertaintyWeighting, WEIGHTINGS,
                                      build_weighting)
 
 TASKS = ["a", "b"]
@@ -19,7 +19,7 @@ def _linear_losses(theta, g1, g2):
 
 
 def test_registry_and_errors():
-    for name in ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad"):
+    for name in ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "nash_mtl"):
         w = build_weighting(name, TASKS)
         assert w.name == name and name in WEIGHTINGS.module_dict
     assert build_weighting(dict(type="cagrad", c=0.7), TASKS).c == 0.7
@@ -142,3 +142,27 @@ def test_pcgrad_state_roundtrip_repeats_order():
     b.load_state_dict(a.state_dict())
     g = torch.randn(3, 5)
     assert torch.equal(a.project(g), b.project(g))
+
+
+def test_nash_mtl_improves_every_task_and_ignores_loss_scale():
+    g = torch.tensor([[4.0, 0.0, 1.0], [-1.0, 0.5, 0.0], [0.0, 1.0, 1.0]])
+    d = NashMTL(["a", "b", "c"]).direction(g)
+    alpha = torch.tensor(_alpha(g), dtype=torch.float32)
+    assert torch.allclose(g @ d, 1 / alpha, rtol=1e-6)  # the bargaining condition
+    assert (g @ d > 0).all()  # every task improves, also b whose gradient conflicts with a
+    scaled = g.clone()
+    scaled[0] *= 100.0
+    assert torch.allclose(NashMTL(["a", "b", "c"]).direction(scaled), d, rtol=1e-5, atol=1e-6)
+    # A task without gradient gets no weight instead of an infinite one.
+    g0 = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert torch.allclose(NashMTL(TASKS).direction(g0), torch.tensor([1.0, 0.0]))
+    theta = nn.Parameter(torch.zeros(3))
+    w = NashMTL(["a", "b", "c"])
+    w.backward({t: theta @ g[i] for i, t in enumerate("abc")}, shared_parameters=[theta])
+    assert torch.allclose(theta.grad, d, rtol=1e-5)
+
+
+def _alpha(g):
+    from automtl.train.weighting import _nash_alpha
+
+    return _nash_alpha((g.double() @ g.double().T).numpy())
