@@ -31,9 +31,11 @@ Layouts (paths relative to ``root``):
 - ``PascalContext`` (ATRC / InvPT ``PASCAL_MT``): ``ImageSets/Context/{split}.txt``,
   ``JPEGImages/{id}.jpg``, ``semseg/VOC12/{id}.png`` or ``semseg/pascal-context/{id}.png``
   (21 classes, 255 = ignore), ``sal_distill/{id}.png`` (> 0.5 = salient),
-  ``normals_distill/{id}.png`` (``2·v/255 − 1``). Edges and human parts live in MATLAB
-  ``.mat`` files and are not read here; the distilled normals are not masked by the
-  NYU-compatible classes (that mask also needs the ``.mat`` labels).
+  ``normals_distill/{id}.png`` (``2·v/255 − 1``), ``pascal-context/trainval/{id}.mat``
+  (``LabelMap``; edge_texture = pixels whose label differs from the right or lower
+  neighbour, a one-pixel boundary like ATRC's thinned Laplacian, not identical to it).
+  Not supported: human parts (nested ``.mat`` structs) and masking the distilled normals
+  to NYU-compatible classes (needs ATRC's class lists); normals are used unmasked.
 
 A root in the wrong layout raises ``DataError`` naming the first missing file (the index
 file, then the files of the first sample, or of every sample with ``check="all"``).
@@ -52,6 +54,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from automtl.data._matfile import read_mat
 from automtl.data.tasks import IGNORE_INDEX
 from automtl.errors import ConfigError, DataError
 
@@ -343,7 +346,7 @@ class PascalContext(RealDataset):
     """PASCAL-Context as ATRC / InvPT store it (``PASCAL_MT``): semseg, saliency, normals."""
 
     name = "pascal_context"
-    tasks_available = ("segment_semantic", "saliency", "normal")
+    tasks_available = ("segment_semantic", "saliency", "normal", "edge_texture")
     num_classes = 21
 
     def _index(self) -> list[dict[str, Path]]:
@@ -354,10 +357,20 @@ class PascalContext(RealDataset):
             seg = voc if voc.is_file() else self.root / "semseg" / "pascal-context" / f"{i}.png"
             out.append({"image": self.root / "JPEGImages" / f"{i}.jpg", "segment_semantic": seg,
                         "saliency": self.root / "sal_distill" / f"{i}.png",
-                        "normal": self.root / "normals_distill" / f"{i}.png"})
+                        "normal": self.root / "normals_distill" / f"{i}.png",
+                        "edge_texture": self.root / "pascal-context" / "trainval" / f"{i}.mat"})
         return out
 
     def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
+        if key == "edge_texture":
+            mats = read_mat(_need(s[key]))
+            if "LabelMap" not in mats:
+                raise DataError(f"{s[key]}: no numeric 'LabelMap' variable (has {sorted(mats)})")
+            lab = mats["LabelMap"]
+            edge = np.zeros(lab.shape, dtype=bool)
+            edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+            edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
+            return edge.astype(np.float32)[None]
         arr = _png(s[key])
         if key == "image":
             return _rgb(arr)

@@ -173,9 +173,52 @@ def test_pascal_context_atrc_layout(tmp_path):
     sal[2:4] = 200
     _png(tmp_path / "sal_distill" / "2008_000001.png", sal)
     _png(tmp_path / "normals_distill" / "2008_000001.png", np.full((H, W, 3), 255, dtype=np.uint8))
+    lab = np.zeros((H, W), dtype=np.uint16)
+    lab[:, 4:] = 59
+    _write_mat(tmp_path / "pascal-context" / "trainval" / "2008_000001.mat", {"LabelMap": lab})
     item = PascalContext(tmp_path, "train")[0]
+    edge = item["edge_texture"][0]
+    assert (edge[:, 3] == 1).all() and edge.sum() == H
     assert (item["segment_semantic"][0] == -1).all() and (item["segment_semantic"][1] == 15).all()
     assert item["saliency"].sum() == 2 * W
     assert torch.allclose(item["normal"][:, 0, 0], torch.full((3,), 3 ** -0.5))
     with pytest.raises(ConfigError, match="human_parts"):
         PascalContext(tmp_path, "train", ("human_parts",))
+
+
+def _write_mat(path, arrays, compress=True):
+    """A level-5 .mat file of numeric matrices (the subset MATLAB writes for LabelMap)."""
+    import struct
+    import zlib
+
+    def element(typ, data):
+        if 0 < len(data) <= 4:  # MATLAB's small element format (e.g. short names)
+            return struct.pack("<I", (len(data) << 16) | typ) + data.ljust(4, b"\0")
+        return struct.pack("<II", typ, len(data)) + data + b"\0" * ((-len(data)) % 8)
+
+    classes = {np.dtype("uint16"): (11, 4), np.dtype("float64"): (6, 9), np.dtype("uint8"): (9, 2)}
+    body = b""
+    for name, arr in arrays.items():
+        cls, mi = classes[arr.dtype]
+        m = (element(6, struct.pack("<II", cls, 0)) + element(5, struct.pack("<2i", *arr.shape))
+             + element(1, name.encode()) + element(mi, np.asfortranarray(arr).tobytes(order="F")))
+        mat = element(14, m)
+        body += struct.pack("<II", 15, len(zlib.compress(mat))) + zlib.compress(mat) if compress else mat
+    header = b"MATLAB 5.0 MAT-file".ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + body)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mat_reader_numeric_matrices(tmp_path, compress):
+    from automtl.data._matfile import read_mat
+
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    b = np.array([[1, 2], [3, 4]], dtype=np.uint8)
+    _write_mat(tmp_path / "x.mat", {"A": a, "Bee": b}, compress=compress)
+    got = read_mat(tmp_path / "x.mat")
+    np.testing.assert_array_equal(got["A"], a)
+    np.testing.assert_array_equal(got["Bee"], b)
+    (tmp_path / "bad.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DataError, match="bad.mat"):
+        read_mat(tmp_path / "bad.mat")
