@@ -248,14 +248,15 @@ class EvolutionSearch:
             return not _pid_alive(int(pid))
         return self.stale_after_s is not None and age > self.stale_after_s
 
-    def fail_orphans(self) -> int:
+    def fail_orphans(self, trials: list[FrozenTrial] | None = None) -> int:
         """Mark RUNNING trials of dead workers as failed ("interrupted"); their candidates are
         re-evaluated by later trials. Returns how many were marked."""
         me, now, n = worker_id(), _dt.datetime.now(), 0
         storage = self.study._storage
-        for t in storage.get_all_trials(self.study._study_id, deepcopy=False,
-                                        states=(TrialState.RUNNING,)):
-            if not self._is_orphan(t, me, now):
+        if trials is None:
+            trials = storage.get_all_trials(self.study._study_id, deepcopy=False)
+        for t in trials:
+            if t.state != TrialState.RUNNING or not self._is_orphan(t, me, now):
                 continue
             try:
                 storage.set_trial_system_attr(t._trial_id, INTERRUPTED, True)
@@ -283,8 +284,8 @@ class EvolutionSearch:
         trial.set_user_attr("params", params)
         trial.set_user_attr("params_total", total)
         trial.set_user_attr("feasible", self.budget[0] <= total <= self.budget[1])
-        trial.set_constraint("params_min", self.budget[0] - total)
-        trial.set_constraint("params_max", total - self.budget[1])
+        # optuna v5 constraint (<= 0 feasible): distance outside the window
+        trial.set_constraint("params_window", max(self.budget[0] - total, total - self.budget[1]))
         return params
 
     def _evaluate(self, cand: Candidate) -> dict[str, float]:
@@ -321,8 +322,10 @@ class EvolutionSearch:
         failures, self.eval_seconds = 0, 0.0
         try:
             while True:
-                self.fail_orphans()
                 trials = self.study._storage.get_all_trials(self.study._study_id, deepcopy=False)
+                if self.fail_orphans(trials):
+                    trials = self.study._storage.get_all_trials(self.study._study_id,
+                                                                deepcopy=False)
                 done = sum(t.state == TrialState.COMPLETE for t in trials)
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 bar.n = min(done, target)
@@ -372,8 +375,9 @@ class EvolutionSearch:
                         json.dumps(cand, sort_keys=True))
             return False
         trial.set_user_attr("scores", scores)
-        if self.mode != "pareto":
-            trial.set_user_attr("fitness", values[0])
+        # the scalar fitness is recorded in every mode (Pareto: for plots and the progress bar)
+        trial.set_user_attr("fitness", values[0] if self.mode != "pareto"
+                            else float(self.fitness(scores)))
         self.study.tell(trial, values)
         LOG.info("trial %d params=%d scores=%s value=%s", trial.number, params["total"],
                  json.dumps(scores), values)

@@ -72,7 +72,8 @@ class _CandidateAssigner:
         """Choose, record and return the candidate of ``trial``."""
         storage, tid = study._storage, trial._trial_id
         storage.set_trial_system_attr(tid, WORKER, worker_id())
-        trials = storage.get_all_trials(study._study_id, deepcopy=False)
+        # the study's per-ask cache, fresh since this trial was created (saves a storage read)
+        trials = study._get_trials(deepcopy=False, use_cache=True)
         taken = {t.system_attrs[KEY] for t in trials if t._trial_id != tid and is_live(t)}
         orphans = []
         for t in trials:
@@ -102,7 +103,9 @@ class _CandidateAssigner:
                               "moment; the space is nearly exhausted")
         storage.set_trial_system_attr(tid, CANDIDATE, cand)
         storage.set_trial_system_attr(tid, ORIGIN, origin)
-        storage.set_trial_system_attr(tid, REJECTED, self.proposer.n_rejected - rejected_before)
+        rejected = self.proposer.n_rejected - rejected_before
+        if rejected:  # out-of-budget draws resampled for this trial (one write only when any)
+            storage.set_trial_system_attr(tid, REJECTED, rejected)
         self._assigned[tid] = cand
         return cand
 

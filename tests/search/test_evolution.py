@@ -33,7 +33,8 @@ def test_all_candidates_in_budget_unique_and_recorded(make_search, toy):
         assert t.user_attrs["params_total"] == total and t.user_attrs["feasible"] is True
         assert t.user_attrs["candidate"] == cand
         assert t.params == cand                      # genes are optuna params (variable length)
-        assert t.constraints == {"params_min": BUDGET[0] - total, "params_max": total - BUDGET[1]}
+        assert t.constraints == {"params_window": max(BUDGET[0] - total, total - BUDGET[1])}
+        assert t.constraints["params_window"] <= 0
         assert t.value == pytest.approx(sum(toy.scores(cand).values()))
 
 
