@@ -62,7 +62,10 @@ def load_subnet(path: str | os.PathLike[str], space: "ViTMVTSpace | None" = None
         try:
             return space.canonical(genes)
         except ArchError as exc:
-            raise ArchError(f"{p}: {exc.args[0]}", key=None, value=exc.value) from exc
+            detail = str(exc)
+            if exc.key is not None and detail.startswith(f"'{exc.key}': "):
+                detail = detail[len(exc.key) + 4:]
+            raise ArchError(f"{detail} (in {p})", key=exc.key, value=exc.value) from exc
     return {k: genes[k] for k in sorted(genes, key=_order)}
 
 

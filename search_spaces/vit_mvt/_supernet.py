@@ -37,13 +37,13 @@ class _StraightThroughSelect(torch.autograd.Function):
         gate = score > 0.5
         ctx.save_for_backward(shared, task, gate)
         if score.device.type == "cpu":
-            return (shared if bool(gate) else task).view_as(shared)
+            return (shared if bool(gate) else task).contiguous().view_as(shared)
         return torch.where(gate, shared, task)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:  # type: ignore[override]
         shared, task, gate = ctx.saved_tensors
-        g_score = (grad * (shared - task)).sum().reshape(())
+        g_score = torch.dot(grad.reshape(-1), (shared - task).reshape(-1)).to(gate.device)
         if gate.device.type == "cpu":
             return (g_score, grad, None) if bool(gate) else (g_score, None, grad)
         g = gate.to(grad.dtype)
@@ -81,14 +81,14 @@ class AdaptiveLinear(nn.Module):
         """Activate the leading ``out_n × in_n`` slice and the sharing decisions."""
         self.in_n, self.out_n, self.mode = in_n, out_n, dict(mode)
 
-    def _slice(self, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    def _slice(self, w: Tensor, b: Tensor, *, view: bool = False) -> tuple[Tensor, Tensor]:
         o, i = self.out_n, self.in_n
         if o == self.out_max and i == self.in_max:
             return w, b
         w = w[:o, :i]
         # CPU: contiguous, so the GEMM equals the exported model's bit for bit; under CUDA
         # autocast the bf16 cast makes its own contiguous copy anyway
-        return (w.contiguous() if w.device.type == "cpu" else w), b[:o]
+        return (w.contiguous() if w.device.type == "cpu" and not view else w), b[:o]
 
     def decision(self, task: str) -> bool:
         """Whether ``task`` currently uses the shared weight."""
@@ -105,8 +105,8 @@ class AdaptiveLinear(nn.Module):
         if self.mode.get(task) is False:
             return self._slice(self.task_weight[task], self.task_bias[task])
         s = self.score[task]
-        ws, bs = self._slice(self.weight, self.bias)
-        wt, bt = self._slice(self.task_weight[task], self.task_bias[task])
+        ws, bs = self._slice(self.weight, self.bias, view=True)
+        wt, bt = self._slice(self.task_weight[task], self.task_bias[task], view=True)
         return _StraightThroughSelect.apply(s, ws, wt), _StraightThroughSelect.apply(s, bs, bt)
 
     def export(self, task: str | None) -> nn.Linear:

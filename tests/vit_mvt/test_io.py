@@ -54,8 +54,9 @@ def test_unknown_key_and_bad_value(tmp_path, micro):
     assert err.value.key == "num_head.0"
     path.write_text("depth.0: 2\nembed_channels.0: 32\nmlp_ratio.0: 1\nmlp_ratio.1: 3\n"
                     "num_heads.0: 1\nnum_heads.1: 2\n")
-    with pytest.raises(ArchError, match=r"mlp_ratio\.1.*choices"):
+    with pytest.raises(ArchError, match=r"mlp_ratio\.1.*choices.*s\.yaml") as err:
         load_subnet(path, micro)
+    assert err.value.key == "mlp_ratio.1"
     path.write_text("embed_channels.0: 32\n")
     with pytest.raises(ArchError, match=r"depth\.0"):
         load_subnet(path)
