@@ -109,7 +109,7 @@ def _to_tensor(key: str, arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(arr).long()
     if key == "normal":
         n = torch.from_numpy(arr).float()
-        norm = n.norm(dim=0, keepdim=True)
+        norm = (n * n).sum(dim=0, keepdim=True).sqrt()
         return torch.where(norm > 0.5, n / norm.clamp_min(1e-6), torch.zeros_like(n))
     return torch.from_numpy(arr).float()
 

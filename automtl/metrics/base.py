@@ -81,3 +81,13 @@ def match_size(pred: torch.Tensor, size: tuple[int, int], *, mode: str = "biline
     if mode == "nearest":
         return F.interpolate(pred.float(), size=size, mode="nearest")
     return F.interpolate(pred.float(), size=size, mode=mode, align_corners=False)
+
+
+def channel_norm(x: torch.Tensor, dim: int = 1, keepdim: bool = False) -> torch.Tensor:
+    """L2 norm over ``dim`` as sqrt(sum(x²)): several times faster on CPU than ``Tensor.norm`` here."""
+    return (x * x).sum(dim=dim, keepdim=keepdim).sqrt()
+
+
+def l2_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-12) -> torch.Tensor:
+    """``x / ‖x‖`` over ``dim`` (same result as ``F.normalize``, faster on CPU)."""
+    return x / channel_norm(x, dim, keepdim=True).clamp_min(eps)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from automtl.data.tasks import IGNORE_INDEX
-from automtl.metrics.base import Metric, match_size
+from automtl.metrics.base import Metric, channel_norm, l2_normalize, match_size
 
 __all__ = ["SegmentationMetric", "DepthMetric", "NormalMetric", "EdgeMetric", "SaliencyMetric",
            "L1Metric", "FMeasure"]
@@ -123,10 +123,10 @@ class NormalMetric(Metric):
                 "hist": torch.zeros(int(round(180 / self._BIN)), dtype=torch.int64)}
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        pred = F.normalize(match_size(pred, tuple(target.shape[-2:])).double(), dim=1)
+        pred = l2_normalize(match_size(pred, tuple(target.shape[-2:])).double())
         target = target.double()
-        valid = target.norm(dim=1) > 0.5
-        cos = (pred * F.normalize(target, dim=1)).sum(dim=1)[valid].clamp(-1, 1)
+        valid = channel_norm(target) > 0.5
+        cos = (pred * l2_normalize(target)).sum(dim=1)[valid].clamp(-1, 1)
         ang = torch.rad2deg(torch.acos(cos))
         nbins = self._acc["hist"].numel()
         bins = (ang / self._BIN).floor().long().clamp(0, nbins - 1)

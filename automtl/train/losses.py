@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automtl.data.tasks import IGNORE_INDEX, task_spec
-from automtl.metrics.base import match_size
+from automtl.metrics.base import channel_norm, l2_normalize, match_size
 
 __all__ = ["SegmentationLoss", "DepthL1Loss", "NormalCosineLoss", "BCEMapLoss", "MaskedL1Loss",
            "criterion_for_task", "default_criteria"]
@@ -54,12 +54,12 @@ class NormalCosineLoss(nn.Module):
     """``1 - cos`` between the normalised prediction and the unit target, valid pixels only."""
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        pred = F.normalize(match_size(pred, tuple(target.shape[-2:])), dim=1)
-        valid = target.norm(dim=1) > 0.5
+        pred = l2_normalize(match_size(pred, tuple(target.shape[-2:])))
+        valid = channel_norm(target) > 0.5
         if not valid.any():
             return _zero(pred)
         cos = (pred * target).sum(dim=1)
-        return (1.0 - cos[valid]).mean()
+        return ((1.0 - cos) * valid).sum() / valid.sum()
 
 
 class BCEMapLoss(nn.Module):
