@@ -22,6 +22,22 @@ def _f64(n: int = 1) -> torch.Tensor:
     return torch.zeros(n, dtype=torch.float64)
 
 
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(1)`` for ``[B,C,H,W]`` (first maximum wins), as C elementwise passes.
+
+    On CPU this is several times faster than ``argmax`` over the strided channel axis.
+    """
+    if scores.shape[1] > 64 or scores.is_cuda:
+        return scores.argmax(dim=1)
+    best = scores[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.long, device=scores.device)
+    for c in range(1, scores.shape[1]):
+        better = scores[:, c] > best
+        best = torch.where(better, scores[:, c], best)
+        labels[better] = c
+    return labels
+
+
 class SegmentationMetric(Metric):
     """Mean IoU and pixel accuracy from a confusion matrix; target ``ignore_index`` is skipped.
 
@@ -43,7 +59,7 @@ class SegmentationMetric(Metric):
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         size = tuple(target.shape[-2:])
         if pred.dim() == target.dim() + 1:
-            labels = match_size(pred, size).argmax(dim=1)
+            labels = channel_argmax(match_size(pred, size))
         else:
             labels = match_size(pred[:, None], size, mode="nearest")[:, 0].long()
         target = target.long()

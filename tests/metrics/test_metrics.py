@@ -132,3 +132,11 @@ def test_default_metrics_per_task():
     assert default_metrics(["segment_semantic"])["segment_semantic"].num_classes == 5
     for metric in m.values():
         assert metric.primary in metric.higher_is_better
+
+
+def test_channel_argmax_matches_torch_first_max():
+    from automtl.metrics.dense import channel_argmax
+
+    x = torch.randn(3, 7, 5, 4)
+    x[0, 2] = x[0, 5] = 100.0  # tie: the first maximum wins, as in torch.argmax
+    assert torch.equal(channel_argmax(x), x.argmax(1))
