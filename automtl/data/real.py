@@ -34,8 +34,10 @@ Layouts (paths relative to ``root``):
   ``normals_distill/{id}.png`` (``2·v/255 − 1``), ``pascal-context/trainval/{id}.mat``
   (``LabelMap``; edge_texture = pixels whose label differs from the right or lower
   neighbour, a one-pixel boundary like ATRC's thinned Laplacian, not identical to it).
-  Not supported: human parts (nested ``.mat`` structs) and masking the distilled normals
-  to NYU-compatible classes (needs ATRC's class lists); normals are used unmasked.
+  ``human_parts/{id}.mat`` (``anno.objects``: persons, class 15, with ``parts``; 6 parts
+  + background as in ATRC's default, 7 classes; images without annotated persons are all
+  ignore). Not supported: masking the distilled normals to NYU-compatible classes (needs
+  ATRC's class lists); normals are used unmasked.
 
 A root in the wrong layout raises ``DataError`` naming the first missing file (the index
 file, then the files of the first sample, or of every sample with ``check="all"``).
@@ -172,6 +174,14 @@ class RealDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def task_classes(self) -> dict[str, int]:
+        """Class counts of this set's segmentation tasks, for ``default_metrics(num_classes=...)``."""
+        out = {"segment_semantic": self.num_classes}
+        if "human_parts" in self.tasks_available:
+            out["human_parts"] = int(getattr(self, "num_parts"))
+        return {t: n for t, n in out.items() if t in self.tasks}
 
     def get(self, index: int, task: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, target)`` of one task."""
@@ -343,11 +353,20 @@ class NYUD(RealDataset):
 
 
 class PascalContext(RealDataset):
-    """PASCAL-Context as ATRC / InvPT store it (``PASCAL_MT``): semseg, saliency, normals."""
+    """PASCAL-Context as ATRC / InvPT store it (``PASCAL_MT``): semseg, parts, saliency, normals, edges."""
 
     name = "pascal_context"
-    tasks_available = ("segment_semantic", "saliency", "normal", "edge_texture")
+    tasks_available = ("segment_semantic", "human_parts", "saliency", "normal", "edge_texture")
     num_classes = 21
+    num_parts = 7
+    PERSON = 15
+    #: Part name → label of the 6-part grouping (head, torso, upper arms, lower arms/hands,
+    #: upper legs, lower legs/feet), the grouping ATRC/ASTMT use by default.
+    PARTS = {**dict.fromkeys(("hair", "head", "lear", "lebrow", "leye", "mouth", "nose", "rear", "rebrow",
+                              "reye"), 1),
+             "neck": 2, "torso": 2, "luarm": 3, "ruarm": 3,
+             **dict.fromkeys(("lhand", "llarm", "rhand", "rlarm"), 4), "luleg": 5, "ruleg": 5,
+             **dict.fromkeys(("lfoot", "llleg", "rfoot", "rlleg"), 6)}
 
     def _index(self) -> list[dict[str, Path]]:
         ids = self._list_index(f"ImageSets/Context/{self.split}.txt")
@@ -358,8 +377,35 @@ class PascalContext(RealDataset):
             out.append({"image": self.root / "JPEGImages" / f"{i}.jpg", "segment_semantic": seg,
                         "saliency": self.root / "sal_distill" / f"{i}.png",
                         "normal": self.root / "normals_distill" / f"{i}.png",
-                        "edge_texture": self.root / "pascal-context" / "trainval" / f"{i}.mat"})
+                        "edge_texture": self.root / "pascal-context" / "trainval" / f"{i}.mat",
+                        "human_parts": self.root / "human_parts" / f"{i}.mat"})
         return out
+
+    def _parts(self, s: dict[str, Path]) -> np.ndarray:
+        path = s["human_parts"]
+        mats = read_mat(_need(path))
+        try:
+            objects = mats["anno"][0]["objects"]
+        except (KeyError, IndexError, TypeError):
+            raise DataError(f"{path}: expected a struct 'anno' with a field 'objects'") from None
+        target = None
+        for obj in objects if isinstance(objects, list) else []:
+            parts = obj.get("parts")
+            if int(np.asarray(obj.get("class_ind", 0)).ravel()[0]) != self.PERSON or not isinstance(parts, list) \
+                    or not parts:
+                continue
+            if target is None:
+                target = np.zeros(np.asarray(obj["mask"]).shape, dtype=np.int64)
+            for part in parts:
+                name = part.get("part_name")
+                if name not in self.PARTS:
+                    raise DataError(f"{path}: unknown human part {name!r}")
+                target[np.asarray(part["mask"]).astype(bool)] = self.PARTS[name]
+        if target is None:  # no annotated person: nothing to learn here
+            with Image.open(_need(s["image"])) as im:
+                w, h = im.size
+            target = np.full((h, w), IGNORE_INDEX, dtype=np.int64)
+        return target
 
     def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
         if key == "edge_texture":
@@ -371,6 +417,8 @@ class PascalContext(RealDataset):
             edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
             edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
             return edge.astype(np.float32)[None]
+        if key == "human_parts":
+            return self._parts(s)
         arr = _png(s[key])
         if key == "image":
             return _rgb(arr)

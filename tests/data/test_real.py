@@ -176,34 +176,76 @@ def test_pascal_context_atrc_layout(tmp_path):
     lab = np.zeros((H, W), dtype=np.uint16)
     lab[:, 4:] = 59
     _write_mat(tmp_path / "pascal-context" / "trainval" / "2008_000001.mat", {"LabelMap": lab})
-    item = PascalContext(tmp_path, "train")[0]
+    with pytest.raises(DataError, match=r"human_parts/2008_000001\.mat"):
+        PascalContext(tmp_path, "train")  # all tasks by default
+    item = PascalContext(tmp_path, "train", ("segment_semantic", "saliency", "normal", "edge_texture"))[0]
     edge = item["edge_texture"][0]
     assert (edge[:, 3] == 1).all() and edge.sum() == H
     assert (item["segment_semantic"][0] == -1).all() and (item["segment_semantic"][1] == 15).all()
     assert item["saliency"].sum() == 2 * W
     assert torch.allclose(item["normal"][:, 0, 0], torch.full((3,), 3 ** -0.5))
-    with pytest.raises(ConfigError, match="human_parts"):
-        PascalContext(tmp_path, "train", ("human_parts",))
+    # Human parts: a person (class 15) with a head and a left foot, and a non-person object.
+    head = np.zeros((H, W), dtype=np.uint8)
+    head[0, :2] = 1
+    foot = np.zeros((H, W), dtype=np.uint8)
+    foot[5, 5:] = 1
+    person = {"class": "person", "class_ind": np.array([[15.0]]), "mask": head | foot,
+              "parts": [{"part_name": "head", "mask": head}, {"part_name": "lfoot", "mask": foot}]}
+    chair = {"class": "chair", "class_ind": np.array([[9.0]]), "mask": foot,
+             "parts": [{"part_name": "head", "mask": foot}]}
+    _write_mat(tmp_path / "human_parts" / "2008_000001.mat",
+               {"anno": [{"imname": "2008_000001", "objects": [chair, person]}]})
+    ds = PascalContext(tmp_path, "train", ("human_parts", "segment_semantic"))
+    assert ds.task_classes == {"segment_semantic": 21, "human_parts": 7}
+    parts = ds[0]["human_parts"]
+    assert parts.dtype == torch.int64 and (parts[0, :2] == 1).all() and (parts[5, 5:] == 6).all()
+    assert parts.sum() == 2 + 6 * 3
+    _write_mat(tmp_path / "human_parts" / "2008_000001.mat",
+               {"anno": [{"imname": "2008_000001", "objects": [chair]}]})
+    assert (PascalContext(tmp_path, "train", ("human_parts",))[0]["human_parts"] == -1).all()
+
+
+def _mat_element(typ, data):
+    import struct
+
+    if 0 < len(data) <= 4:  # MATLAB's small element format (e.g. short names)
+        return struct.pack("<I", (len(data) << 16) | typ) + data.ljust(4, b"\0")
+    return struct.pack("<II", typ, len(data)) + data + b"\0" * ((-len(data)) % 8)
+
+
+def _mat_value(name, value):
+    """miMATRIX bytes of a numeric array, a str, or a struct given as a list of dicts (1xN)."""
+    import struct
+
+    el = _mat_element
+    head = lambda cls, dims: (el(6, struct.pack("<II", cls, 0)) + el(5, struct.pack(f"<{len(dims)}i", *dims))  # noqa: E731
+                              + el(1, name.encode()))
+    if isinstance(value, str):
+        return el(14, head(4, (1, len(value))) + el(4, np.array([ord(c) for c in value], "<u2").tobytes()))
+    if isinstance(value, list):
+        fields = list(value[0]) if value else []
+        width = 32
+        body = head(2, (1, len(value))) + el(5, struct.pack("<i", width))
+        body += el(1, b"".join(f.encode().ljust(width, b"\0") for f in fields))
+        for item in value:
+            for f in fields:
+                body += _mat_value("", item[f])
+        return el(14, body)
+    classes = {np.dtype("uint16"): (11, 4), np.dtype("float64"): (6, 9), np.dtype("uint8"): (9, 2)}
+    cls, mi = classes[value.dtype]
+    return el(14, head(cls, value.shape) + el(mi, np.asfortranarray(value).tobytes(order="F")))
 
 
 def _write_mat(path, arrays, compress=True):
-    """A level-5 .mat file of numeric matrices (the subset MATLAB writes for LabelMap)."""
+    """A level-5 .mat file (numeric arrays, strings, 1xN structs), as MATLAB writes them."""
     import struct
     import zlib
 
-    def element(typ, data):
-        if 0 < len(data) <= 4:  # MATLAB's small element format (e.g. short names)
-            return struct.pack("<I", (len(data) << 16) | typ) + data.ljust(4, b"\0")
-        return struct.pack("<II", typ, len(data)) + data + b"\0" * ((-len(data)) % 8)
-
-    classes = {np.dtype("uint16"): (11, 4), np.dtype("float64"): (6, 9), np.dtype("uint8"): (9, 2)}
     body = b""
-    for name, arr in arrays.items():
-        cls, mi = classes[arr.dtype]
-        m = (element(6, struct.pack("<II", cls, 0)) + element(5, struct.pack("<2i", *arr.shape))
-             + element(1, name.encode()) + element(mi, np.asfortranarray(arr).tobytes(order="F")))
-        mat = element(14, m)
-        body += struct.pack("<II", 15, len(zlib.compress(mat))) + zlib.compress(mat) if compress else mat
+    for name, value in arrays.items():
+        mat = _mat_value(name, value)
+        packed = zlib.compress(mat)
+        body += struct.pack("<II", 15, len(packed)) + packed if compress else mat
     header = b"MATLAB 5.0 MAT-file".ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + body)
@@ -219,6 +261,10 @@ def test_mat_reader_numeric_matrices(tmp_path, compress):
     got = read_mat(tmp_path / "x.mat")
     np.testing.assert_array_equal(got["A"], a)
     np.testing.assert_array_equal(got["Bee"], b)
+    _write_mat(tmp_path / "s.mat", {"anno": [{"imname": "x1", "objects": [{"v": a}, {"v": b}]}]}, compress=compress)
+    anno = read_mat(tmp_path / "s.mat")["anno"]
+    assert anno[0]["imname"] == "x1"
+    np.testing.assert_array_equal(anno[0]["objects"][1]["v"], b)
     (tmp_path / "bad.mat").write_bytes(b"not a mat file")
     with pytest.raises(DataError, match="bad.mat"):
         read_mat(tmp_path / "bad.mat")
