@@ -93,10 +93,12 @@ class _Noop(Evaluator):
         return {t: 1.0 for t in self.tasks}
 
 
-def _timed(search: EvolutionSearch, n: int) -> tuple[float, float]:
-    t = time.perf_counter()
+def _timed(search: EvolutionSearch, n: int) -> tuple[float, float, float, float]:
+    """(wall, wall in evaluation, CPU, CPU in evaluation) seconds of ``n`` candidates."""
+    t, c = time.perf_counter(), time.process_time()
     search.run(n_trials=n, write=False)
-    return time.perf_counter() - t, search.eval_seconds
+    return (time.perf_counter() - t, search.eval_seconds, time.process_time() - c,
+            search.eval_cpu_seconds)
 
 
 def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
@@ -111,10 +113,11 @@ def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
         s = EvolutionSearch(micro_space, micro_eval, budget=(lo, hi), storage=url,
                             study_name=f"micro-{storage}", seed=0, progress=False,
                             population=10, top_k=3, n_mutations=5, n_crossovers=5)
-        wall, ev = _timed(s, n_micro)
+        wall, ev, cpu, ev_cpu = _timed(s, n_micro)
         rows.append([f"micro ViT-MVT supernet eval, {len(micro_space.gene_choices())} genes as params",
                      storage, n_micro, f"{n_micro / wall * 60:.0f}", f"{ev / n_micro * 1000:.0f}",
-                     f"{(wall - ev) / n_micro * 1000:.1f}", f"{(wall - ev) / wall * 100:.1f} %"])
+                     f"{(wall - ev) / n_micro * 1000:.1f} / {(cpu - ev_cpu) / n_micro * 1000:.1f}",
+                     f"{(wall - ev) / wall * 100:.1f} % / {(cpu - ev_cpu) / cpu * 100:.1f} %"])
     tiny = build_vit_space("tiny", ("cls", "seg"))
     n_tiny = 40 if quick else 100
     for storage in ("memory", "sqlite", "journal"):
@@ -123,12 +126,18 @@ def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
         lo, hi = tiny.param_range()
         s = EvolutionSearch(tiny, _Noop(tiny.tasks), budget=(lo, hi), storage=url,
                             study_name=f"tiny-{storage}", seed=0, progress=False)
-        wall, ev = _timed(s, n_tiny)
-        rows.append([f"ViT-MVT tiny space ({len(tiny.gene_choices())} genes), no-op eval",
-                     storage, n_tiny, f"{n_tiny / wall * 60:.0f}", "0",
-                     f"{(wall - ev) / n_tiny * 1000:.1f}", "—"])
-    return table(["workload", "storage", "candidates", "candidates / min", "eval ms / cand",
-                  "outside-eval ms / cand", "share outside eval"], rows)
+        wall, ev, cpu, ev_cpu = _timed(s, n_tiny)
+        rows.append([f"ViT-MVT tiny space ({len(tiny.gene_choices())} genes, not as params), "
+                     "no-op eval", storage, n_tiny, f"{n_tiny / wall * 60:.0f}", "0",
+                     f"{(wall - ev) / n_tiny * 1000:.1f} / {(cpu - ev_cpu) / n_tiny * 1000:.1f}",
+                     "—"])
+    return (table(["workload", "storage", "candidates", "candidates / min", "eval ms / cand",
+                   "outside-eval ms / cand (wall / CPU)", "share outside eval (wall / CPU)"], rows)
+            + "\n\nOutside evaluation = sampling, budget counting, duplicate checks, storage "
+            "reads/writes, recording. Wall times include waiting for the CPU on a shared "
+            "machine and, for the journal file, one fsync per write; CPU times do not. "
+            "The < 5 % target holds when one evaluation takes at least 19× the outside-eval "
+            "time per candidate of the storage used.")
 
 
 def synthetic(quick: bool, micro_eval, micro_space) -> str:

@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="random seed (default: config 'seed')")
     p.add_argument("--work-dir", help="output directory (default: config 'work_dir' or work_dirs/<stem>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="no tensorboard log (default: <work-dir>/tb unless the config says tensorboard=False)")
     p.add_argument("--helper", action="store_true", help=argparse.SUPPRESS)  # a spawned worker
     return p.parse_args(argv)
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         job = build_job(cfg, config_path=args.config, storage=args.storage, study=args.study,
                         resume=args.resume or args.helper, seed=args.seed,
-                        work_dir=args.work_dir, progress=not (args.no_progress or args.helper))
+                        work_dir=args.work_dir, progress=not (args.no_progress or args.helper),
+                        tensorboard=False if (args.no_tensorboard or args.helper) else None)
         if not args.helper:  # the resolved config: command-line values folded in
             cfg.merge_from_dict(dict(seed=job.seed, study=job.study_name, work_dir=str(job.work_dir),
                                      storage=job.search.storage_url))

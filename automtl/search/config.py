@@ -12,6 +12,7 @@ A config holds::
     study = "name"      # optional; default: the config's file stem
     seed = 0            # optional
     work_dir = "..."    # optional; default: work_dirs/<config stem>
+    tensorboard = True  # optional; per-trial scalars in <work_dir>/tb
 """
 from __future__ import annotations
 
@@ -72,8 +73,8 @@ def _plain(obj: Any) -> Any:
 
 def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
               storage: str | None = None, study: str | None = None, resume: bool = False,
-              seed: int | None = None, work_dir: str | None = None, progress: bool = True
-              ) -> SearchJob:
+              seed: int | None = None, work_dir: str | None = None, progress: bool = True,
+              tensorboard: bool | None = None) -> SearchJob:
     """Build the search a config describes; command-line values override the config's."""
     cfg = _plain(dict(cfg))
     stem = Path(config_path).stem if config_path else "search"
@@ -106,5 +107,7 @@ def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
                             "max_consecutive_failures") if k in s}
     search = EvolutionSearch(space, evaluator, budget=tuple(s["budget"]), fitness=fitness,
                              mode=mode, storage=storage, study_name=study_name, resume=resume,
-                             work_dir=work, seed=seed, progress=progress, **kw)
+                             work_dir=work, seed=seed, progress=progress,
+                             tensorboard=bool(cfg.get("tensorboard", True) if tensorboard is None
+                                              else tensorboard), **kw)
     return SearchJob(search, int(s.get("generations", 20)), work, study_name, storage, seed)

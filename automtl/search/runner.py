@@ -134,6 +134,7 @@ class EvolutionSearch:
             orphans (``None``: only dead processes on this host are detected).
         max_consecutive_failures: stop with :class:`SearchError` after this many failed
             evaluations in a row (a broken evaluator, not a bad candidate).
+        tensorboard: also log fitness, size and scores per trial to ``<work_dir>/tb``.
     """
 
     def __init__(self, space: SearchSpace, evaluator: Evaluator, *, budget: tuple[int, int],
@@ -143,7 +144,8 @@ class EvolutionSearch:
                  storage: str | BaseStorage | None = None, study_name: str = "automtl-search",
                  resume: bool = False, work_dir: str | os.PathLike[str] | None = None,
                  seed: int | None = None, record_params: bool | None = None, progress: bool = True,
-                 stale_after_s: float | None = None, max_consecutive_failures: int = 20) -> None:
+                 stale_after_s: float | None = None, max_consecutive_failures: int = 20,
+                 tensorboard: bool = False) -> None:
         if mode not in MODES:
             raise SearchError(f"unknown search mode {mode!r}; use one of {MODES}")
         self.space, self.evaluator = space, evaluator
@@ -156,6 +158,9 @@ class EvolutionSearch:
         self.progress = progress
         self.stale_after_s = stale_after_s
         self.max_consecutive_failures = max_consecutive_failures
+        self.tensorboard = tensorboard and work_dir is not None
+        self._tb: Any = None
+        self._tb_best = -math.inf
         self.settings = dict(space=space.name, signature=space.signature(), mode=mode,
                              budget=list(self.budget), population=population, top_k=top_k,
                              n_mutations=n_mutations, n_crossovers=n_crossovers,
@@ -229,7 +234,10 @@ class EvolutionSearch:
         self._log_handler = handler
 
     def close(self) -> None:
-        """Detach the log file handler."""
+        """Detach the log file handler and close the tensorboard writer."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
         if self._log_handler is not None:
             LOG.removeHandler(self._log_handler)
             self._log_handler.close()
@@ -319,7 +327,13 @@ class EvolutionSearch:
         done = self._count(TrialState.COMPLETE)
         bar = tqdm(total=target, initial=min(done, target), disable=not self.progress,
                    desc=f"search {self.study.study_name}", unit="cand", dynamic_ncols=True)
-        failures, self.eval_seconds = 0, 0.0
+        #: wall and CPU seconds spent inside ``evaluator.evaluate`` during this ``run``
+        failures, self.eval_seconds, self.eval_cpu_seconds = 0, 0.0, 0.0
+        if self.tensorboard and self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            assert self.work_dir is not None
+            self._tb = SummaryWriter(str(self.work_dir / "tb"))
         try:
             while True:
                 trials = self.study._storage.get_all_trials(self.study._study_id, deepcopy=False)
@@ -342,6 +356,8 @@ class EvolutionSearch:
                                       "in the study (user attr 'error') and the log")
         finally:
             bar.close()
+            if self._tb is not None:
+                self._tb.flush()
         result = self.result()
         if write and self.work_dir is not None:
             self.write_outputs(result)
@@ -363,9 +379,10 @@ class EvolutionSearch:
         cand = self.sampler.candidate(self.study, trial)
         try:
             params = self._record(trial, cand)
-            t = time.monotonic()
+            t, c = time.monotonic(), time.process_time()
             scores = self._evaluate(cand)
             self.eval_seconds += time.monotonic() - t
+            self.eval_cpu_seconds += time.process_time() - c
             values = self._values(scores, params)
         except Exception as exc:  # a failing candidate must not stop the search
             msg = f"{type(exc).__name__}: {exc}"
@@ -379,9 +396,20 @@ class EvolutionSearch:
         trial.set_user_attr("fitness", values[0] if self.mode != "pareto"
                             else float(self.fitness(scores)))
         self.study.tell(trial, values)
+        if self._tb is not None:
+            self._log_tb(trial.number, float(trial.user_attrs["fitness"]), params, scores)
         LOG.info("trial %d params=%d scores=%s value=%s", trial.number, params["total"],
                  json.dumps(scores), values)
         return True
+
+    def _log_tb(self, step: int, fitness: float, params: Mapping[str, int],
+                scores: Mapping[str, float]) -> None:
+        self._tb_best = max(self._tb_best, fitness)
+        self._tb.add_scalar("search/fitness", fitness, step)
+        self._tb.add_scalar("search/best_fitness", self._tb_best, step)
+        self._tb.add_scalar("search/params_total", params["total"], step)
+        for t, v in scores.items():
+            self._tb.add_scalar(f"score/{t}", v, step)
 
     def _count(self, state: TrialState) -> int:
         return len(self.study._storage.get_all_trials(self.study._study_id, deepcopy=False,

@@ -97,6 +97,7 @@ def test_cli_end_to_end_outputs(tmp_path):
     assert best == result["best"]["candidate"]
     assert max(float(r["fitness"]) for r in rows) == pytest.approx(result["best"]["fitness"])
     assert (work / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((work / "tb").glob("events.out.tfevents.*"))       # tensorboard scalars
     assert "seed = 3" in (work / "config.py").read_text() or "seed=3" in (work / "config.py").read_text()
     # a second run without --resume is a typed error, not a silent continuation
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -121,7 +122,7 @@ def test_toy_synthetic_config_smoke(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, str(ROOT / "tools" / "search.py"),
            str(ROOT / "configs" / "search" / "toy_synthetic.py"), "--work-dir", str(work),
-           "--no-progress"]
+           "--no-progress", "--no-tensorboard"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "40 candidates evaluated, 0 failed" in out.stdout

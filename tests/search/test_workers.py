@@ -65,7 +65,8 @@ def test_sigkill_mid_generation_then_resume(tmp_path):
     cfg = _config(tmp_path, delay=0.25, gens=2)
     work = tmp_path / "w"
     url = f"sqlite:///{work / 'search.db'}"
-    cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--no-progress"]
+    cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--no-progress",
+           "--no-tensorboard"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     def mid_generation(ts) -> bool:  # generation 1 (of 0..1) is under way, one trial running
         done = sum(t.state == TrialState.COMPLETE for t in ts)
@@ -108,7 +109,7 @@ def test_two_workers_on_one_journal_study(tmp_path):
     work.mkdir()
     journal = work / "study.log"
     cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--workers", "2",
-           "--storage", f"journal:{journal}", "--no-progress"]
+           "--storage", f"journal:{journal}", "--no-progress", "--no-tensorboard"]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     ts = _trials(f"journal:{journal}")
