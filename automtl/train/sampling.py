@@ -111,12 +111,13 @@ def choose_policy(model: Any, n: int = 20, *, seed: int = 0, budget: float | Non
                   max_params: int | None = None, val_loaders: Mapping[str, Any] | None = None,
                   metrics: Mapping[str, Any] | None = None, baseline: Any = None,
                   device: torch.device | str = "cpu", temperature: float = 1.0,
-                  max_batches: int | None = None) -> SampleReport:
+                  max_batches: int | None = None, include_argmax: bool = False) -> SampleReport:
     """Draw ``n`` policies, keep those within the budget, score them if data is given, pick one.
 
     ``budget`` is a fraction of :func:`reference_params` (one network per task); ``max_params``
     an absolute limit (the smaller one applies). Without validation data the first feasible
-    draw is chosen (AutoMTL's single sample). Raises SearchError when nothing fits.
+    draw is chosen (AutoMTL's single sample). ``include_argmax`` adds the most likely policy
+    (seed ``-1``) to the candidates. Raises SearchError when nothing fits.
     """
     ref = reference_params(model)
     limit = max_params
@@ -124,7 +125,8 @@ def choose_policy(model: Any, n: int = 20, *, seed: int = 0, budget: float | Non
         if not 0 < budget:
             raise ConfigError("must be > 0", key="budget")
         limit = min(limit, int(math.floor(budget * ref))) if limit is not None else int(math.floor(budget * ref))
-    cands = sample_candidates(model, n, seed=seed, temperature=temperature, max_params=limit)
+    cands = sample_candidates(model, n, seed=seed, temperature=temperature, max_params=limit,
+                              include_argmax=include_argmax)
     if not cands:
         raise SearchError(f"none of {n} sampled policies fits {limit} parameters "
                           f"({limit / ref:.0%} of {ref}); raise the budget, draw more (n) or lower the "

@@ -164,3 +164,17 @@ def test_validate_with_baseline_reports_three_delta_m_variants(tmp_path):
     mse = sum(res[t]["mse"] for t in TASKS) / len(TASKS)
     assert res["delta_m"]["delta_m_maninis"] == pytest.approx(-(mse - 1.0) * 100)
     assert set(res["delta_m"]) == {"delta_m_maninis", "delta_m_all_metrics", "delta_m_task_balanced"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_phases_run_on_gpu(tmp_path):
+    tr = _trainer(tmp_path, device="cuda", checkpoint_iters=2)
+    tr.pre_train(3, 1e-2)
+    tr.alter_train_with_reg(4, (1, 1), network_lr=1e-2)
+    assert next(tr.model.parameters()).is_cuda
+    res = tr.validate("mtl")
+    assert all(math.isfinite(res[t]["mse"]) for t in TASKS)
+    ck = torch.load(tmp_path / "checkpoints" / "alter_train_with_reg_latest.pt", weights_only=True,
+                    map_location="cpu")
+    assert "cuda" in ck["rng"]
