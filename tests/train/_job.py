@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TASKS, make_loaders, mse_metrics, tiny_model  # noqa: E402
+from train_helpers import TASKS, make_loaders, mse_metrics, tiny_model  # noqa: E402
 
 from automtl.train import Trainer  # noqa: E402
 

@@ -12,7 +12,7 @@ import torch
 from automtl.errors import ConfigError, SearchError
 from automtl.train.runner import load_config, run_config
 from automtl.train.sampling import choose_policy, reference_params, sample_candidates
-from conftest import make_loaders, mse_metrics, tiny_model
+from train_helpers import make_loaders, mse_metrics, tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "automtl" / "smoke.py"

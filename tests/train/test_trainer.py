@@ -10,7 +10,7 @@ import torch
 from automtl.errors import ConfigError, TrainingError, UnknownTaskError
 from automtl.supernet import Policy
 from automtl.train import Trainer
-from conftest import TASKS, make_loaders, mse_criteria, mse_metrics, tiny_model
+from train_helpers import TASKS, make_loaders, mse_criteria, mse_metrics, tiny_model
 
 
 def _trainer(tmp_path, model=None, criteria=None, **kw):

@@ -1,19 +1,17 @@
-"""Shared pieces of the trainer tests: a tiny real MTLModel over a graph backbone and loaders."""
+"""Shared pieces of the trainer tests: a tiny real MTLModel over a graph backbone and loaders.
+
+(A plain module, not ``conftest.py``: other test folders have their own ``conftest`` and a
+``from conftest import`` could pick theirs.)
+"""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from automtl.graph import Graph, Node  # noqa: E402
-from automtl.supernet import MTLModel  # noqa: E402
+from automtl.graph import Graph, Node
+from automtl.supernet import MTLModel
 
 TASKS = ("a", "b")
 
