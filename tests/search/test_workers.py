@@ -104,7 +104,7 @@ def test_sigkill_mid_generation_then_resume(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_on_one_journal_study(tmp_path):
-    cfg = _config(tmp_path, delay=0.4, gens=3)  # long enough for the helper to start
+    cfg = _config(tmp_path, delay=0.5, gens=3)  # long enough for the helper to start
     work = tmp_path / "w"
     work.mkdir()
     journal = work / "study.log"
