@@ -135,6 +135,23 @@ class _CandidateAssigner:
         return {k: v for k, v in cand.items() if k in search_space}
 
 
+class _ParentMemo:
+    """Parents of a generation never change once chosen (optuna stores them in the study);
+    keeping them in memory saves a storage read of the study attributes per trial."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[int, int, int], list[FrozenTrial]] = {}
+
+    def get(self, study: Study, generation: int, compute: Any) -> list[FrozenTrial]:
+        key = (id(study._storage), study._study_id, generation)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = compute(study, generation)
+            if generation > 0 and hit:
+                self.memo[key] = hit
+        return hit
+
+
 def _value_of(trial: FrozenTrial, direction: StudyDirection) -> float:
     v = trial.value
     return v if direction == StudyDirection.MAXIMIZE else -v
@@ -184,6 +201,11 @@ class EvolutionSampler(BaseGASampler):
         self.space = space
         self.assigner = _CandidateAssigner(space, budget, self.config, seed, record_params)
         self._random = RandomSampler(seed=seed)
+        self._parents = _ParentMemo()
+
+    def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
+        """The parents of ``generation`` (chosen once, shared through the study, memoised)."""
+        return self._parents.get(study, generation, super().get_parent_population)
 
     def select_parent(self, study: Study, generation: int) -> list[FrozenTrial]:
         """The ``top_k`` best of generation ``generation - 1`` and its own parents."""
@@ -244,6 +266,11 @@ class ParetoEvolutionSampler(NSGAIISampler):
         super().__init__(population_size=population, seed=seed)
         self.space = space
         self.assigner = _CandidateAssigner(space, budget, self.config, seed, record_params)
+        self._parents = _ParentMemo()
+
+    def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
+        """The NSGA-II survivors that parent ``generation`` (memoised, see EvolutionSampler)."""
+        return self._parents.get(study, generation, super().get_parent_population)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         """Give the new trial its candidate (children of the NSGA-II survivors)."""

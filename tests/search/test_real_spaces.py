@@ -144,3 +144,17 @@ def test_vit_space_search_writes_subnet_yaml(tmp_path, loaders):
                                train=dict(steps=2, sampling="sandwich", n_random=1),
                                n_val_batches=1, device="cpu"), space, work_dir=tmp_path, seed=0)
     assert ev2.evaluate(res.best) == pytest.approx(ev.evaluate(res.best))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_supernet_evaluator_on_cuda_matches_cpu(pspace, model, loaders):
+    import copy
+
+    _, val = loaders
+    cand = pspace.sample(random.Random(5))
+    cpu = SupernetEvaluator(copy.deepcopy(model), pspace, val, n_val_batches=1, device="cpu")
+    gpu = SupernetEvaluator(copy.deepcopy(model), pspace, val, n_val_batches=1, device="cuda")
+    a, b = cpu.evaluate(cand), gpu.evaluate(cand)
+    assert a.keys() == b.keys()
+    assert all(abs(a[t] - b[t]) <= 1e-3 * max(1.0, abs(a[t])) for t in a)
