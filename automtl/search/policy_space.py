@@ -121,12 +121,21 @@ class PolicySearchSpace(SearchSpace):
     def _uniform(self, choice: str) -> Candidate:
         return {g: (choice if choice in opts else "share") for g, opts in self._choices.items()}
 
+    def largest(self) -> Candidate:
+        """Everything specialised (the biggest deployment; sandwich training's top subnet)."""
+        return self._uniform("specialize")
+
+    def smallest(self) -> Candidate:
+        """Skip wherever allowed, share elsewhere, or all-share if that is smaller."""
+        skip, share = self._uniform("skip"), self._uniform("share")
+        return skip if self.count_params(skip)["total"] <= self.count_params(share)["total"] \
+            else share
+
     def param_range(self) -> tuple[int, int]:
         """Smallest: skip wherever allowed (else share) or all-share, whichever is smaller;
         largest: everything specialised (one private copy of every layer per task)."""
-        small = min(self.count_params(self._uniform("skip"))["total"],
-                    self.count_params(self._uniform("share"))["total"])
-        return small, self.count_params(self._uniform("specialize"))["total"]
+        return (self.count_params(self.smallest())["total"],
+                self.count_params(self.largest())["total"])
 
     def save(self, candidate: Candidate, path: str | os.PathLike[str]) -> Path:
         """Write the candidate as an AutoMTL policy JSON (``Policy.save``)."""

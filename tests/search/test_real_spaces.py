@@ -158,3 +158,50 @@ def test_supernet_evaluator_on_cuda_matches_cpu(pspace, model, loaders):
     a, b = cpu.evaluate(cand), gpu.evaluate(cand)
     assert a.keys() == b.keys()
     assert all(abs(a[t] - b[t]) <= 1e-3 * max(1.0, abs(a[t])) for t in a)
+
+
+def _micro_vit():
+    from automtl.search.vit_space import build_vit_space
+
+    return build_vit_space(None, TASKS, name="micro", num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
+                           depths=(1, 2), embeds=(16, 24), heads=(1,), mlp_ratios=(2.0,), img_size=32)
+
+
+@pytest.mark.parametrize("sampling,per_step", [("uniform", 1), ("sandwich", 3)])
+def test_train_supernet_sampling(loaders, sampling, per_step):
+    from automtl.search import train_supernet
+    from automtl.search.vit_space import build_vit_supernet
+
+    space = _micro_vit()
+    net = build_vit_supernet(space)
+    seen = []
+
+    def activate(n, cand):
+        seen.append(space.key(cand))
+        n.set_arch(cand)
+
+    before = [p.detach().clone() for p in net.parameters()]
+    hist = train_supernet(net, space, loaders[0], steps=2, sampling=sampling, n_random=1,
+                          device="cpu", activate=activate)
+    assert len(hist) == 2 and all(h > 0 for h in hist)
+    assert len(seen) == 2 * per_step
+    if sampling == "sandwich":
+        assert seen[0] == space.key(space.largest()) and seen[1] == space.key(space.smallest())
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_train_supernet_nan_is_typed(loaders):
+    from automtl.errors import TrainingError
+    from automtl.search import train_supernet
+    from automtl.search.vit_space import build_vit_supernet
+
+    space = _micro_vit()
+    nan = {t: (lambda pred, y: pred.sum() * float("nan")) for t in TASKS}
+    with pytest.raises(TrainingError, match="step 0, task 'segment_semantic'"):
+        train_supernet(build_vit_supernet(space), space, loaders[0], steps=1, criteria=nan,
+                       device="cpu")
+
+
+def test_policy_space_extremes(pspace, model):
+    assert pspace.count_params(pspace.largest())["total"] == pspace.param_range()[1]
+    assert pspace.count_params(pspace.smallest())["total"] == pspace.param_range()[0]
