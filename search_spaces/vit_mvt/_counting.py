@@ -91,6 +91,15 @@ class ParamTable:
         for vals in itertools.product((SHARED, SPECIFIC), repeat=nt):
             s = vals.count(SPECIFIC)
             self._extra[vals] = s - (s == nt)
+        # up to 4 tasks: one getter per layer for all 4·T genes and one table look-up giving
+        # the four linears' extra copies at once (2^(4T) ≤ 65,536 entries)
+        self._layer_get = None
+        if 1 < nt <= 4:
+            self._layer_get = [itemgetter(*(k for keys in layer for k in keys))
+                               for layer in self._share_keys]
+            self._extra4 = {}
+            for vals in itertools.product((SHARED, SPECIFIC), repeat=4 * nt):
+                self._extra4[vals] = tuple(self._extra[vals[j * nt:(j + 1) * nt]] for j in range(4))
 
     def count(self, c: Mapping[str, Any]) -> dict[str, int]:
         """``{task: n, …, "total": n}`` for a candidate; raises KeyError/TypeError if invalid.
@@ -115,7 +124,15 @@ class ParamTable:
         hk, rk = self._hk, self._rk
         single = self._glob[e]
         extra = 0
-        if self.multi:
+        if self._layer_get is not None:
+            lg, x4 = self._layer_get, self._extra4
+            for i in range(depth):
+                a = at[c[hk[i]]]
+                f = ft[c[rk[i]]]
+                single += a[0] + f[0]
+                mq, mp, m1, m2 = x4[lg[i](c)]
+                extra += a[1] * mq + a[2] * mp + f[1] * m1 + f[2] * m2
+        elif self.multi:
             sg, x = self._sg, self._extra
             for i in range(depth):
                 a = at[c[hk[i]]]

@@ -111,3 +111,20 @@ def test_state_dict_of_another_size_names_tensors(micro, micro_net):
                          tasks=micro.tasks, num_outputs=micro.num_outputs)
     with pytest.raises(CheckpointError, match="pos"):
         micro_net.load_state_dict(build_supernet(bigger).state_dict())
+
+
+@pytest.mark.parametrize("tasks", [("cls", "seg"), ("cls", "seg", "depth", "normal", "edge")])
+def test_count_equals_exported_params_many_tasks(micro, tasks):
+    """Both counting paths: one table look-up per layer (≤ 4 tasks) and per linear (more)."""
+    space = micro.with_tasks(tasks) if set(tasks) <= set(micro.tasks) else build_space(
+        micro.cfg, tasks=tasks)
+    with torch.device("meta"):
+        net = build_supernet(space)
+    rng = random.Random(len(tasks))
+    for _ in range(15):
+        cand = space.sample(rng)
+        with torch.device("meta"):
+            model = export_subnet(net, cand)
+        counts = space.count_params(cand)
+        assert _n(model) == counts["total"]
+        assert all(_n(model.task_model(t)) == counts[t] for t in tasks)
