@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from automtl.errors import ConfigError
 from automtl.search.evaluate import build_fitness
 from automtl.search.registry import build_evaluator, build_space
-from automtl.search.runner import MODES, EvolutionSearch
+from automtl.search.runner import MODES, EvolutionSearch, attach_log
 
 _SEARCH_KEYS = {"budget", "mode", "generations", "population", "top_k", "n_mutations",
                 "n_crossovers", "p_layer", "p_global", "record_params", "stale_after_s",
@@ -100,6 +100,7 @@ def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
     storage = storage if storage is not None else cfg.get("storage")
     space = build_space(space_cfg)
     work.mkdir(parents=True, exist_ok=True)
+    attach_log(work)  # supernet training inside the evaluator builder logs there too
     evaluator = build_evaluator(eval_cfg, space, work_dir=work, seed=seed)
     fitness = build_fitness(cfg.get("fitness"))
     kw = {k: s[k] for k in ("population", "top_k", "n_mutations", "n_crossovers", "p_layer",

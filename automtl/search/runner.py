@@ -227,11 +227,7 @@ class EvolutionSearch:
 
     def _attach_log(self) -> None:
         assert self.work_dir is not None
-        handler = logging.FileHandler(self.work_dir / "search.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        LOG.addHandler(handler)
-        LOG.setLevel(logging.INFO)
-        self._log_handler = handler
+        self._log_handler = attach_log(self.work_dir)
 
     def close(self) -> None:
         """Detach the log file handler and close the tensorboard writer."""
@@ -455,6 +451,19 @@ class EvolutionSearch:
             best_number=best.number if best else None, pareto=pareto, trials=records,
             budget=self.budget, n_complete=len(done),
             n_failed=sum(r.state == "FAIL" and not _interrupted(t) for r, t in zip(records, trials)))
+
+
+def attach_log(work_dir: str | os.PathLike[str]) -> logging.Handler:
+    """Send the ``automtl.search`` log to ``<work_dir>/search.log`` (once per file)."""
+    path = str((Path(work_dir) / "search.log").resolve())
+    for h in LOG.handlers:
+        if isinstance(h, logging.FileHandler) and h.baseFilename == path:
+            return h
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    return handler
 
 
 def _interrupted(t: FrozenTrial) -> bool:

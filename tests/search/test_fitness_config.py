@@ -136,3 +136,17 @@ def test_toy_synthetic_config_smoke(tmp_path):
     total = space.count_params(best)["total"]
     assert 280_000 <= total <= 420_000
     assert (work / "supernet.pt").is_file() and (work / "search.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["toy_exact", "toy_synthetic", "policy_synthetic"])
+def test_shipped_configs_build_a_satisfiable_space(name):
+    """Every shipped config loads, names known types, and its budget window is reachable."""
+    from automtl.search import check_budget
+    from automtl.search.registry import EVALUATORS, build_space
+
+    cfg = load_config(ROOT / "configs" / "search" / f"{name}.py")
+    space = build_space(dict(cfg.space))
+    assert cfg.evaluator["type"] in EVALUATORS
+    lo, hi = check_budget(space, cfg.search["budget"])
+    small, large = space.param_range()
+    assert small <= hi and lo <= large
