@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from automtl.errors import CheckpointError, ConfigError, TrainingError, UnknownTaskError
 from automtl.train.batches import move_to, split_batch
 from automtl.train.checkpoint import atomic_save, rng_state, safe_load, seed_everything, set_rng_state
-from automtl.train.distributed import (DistInfo, all_reduce_mean, average_gradients, barrier,
-                                       broadcast_module, init_distributed)
+from automtl.train.distributed import (all_reduce_mean, average_gradients, barrier, broadcast_module,
+                                       init_distributed)
 from automtl.train.evaluation import as_baseline, run_metrics
 from automtl.train.monitor import RunMonitor
 from automtl.train.streams import TaskStream, split_indices
