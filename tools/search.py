@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
             if job.seed is not None:
                 cmd += ["--seed", str(job.seed + 1000 * i)]
             helpers.append(subprocess.Popen(cmd))
-        result = job.search.run(job.n_generations, write=False)
+        try:
+            result = job.search.run(job.n_generations, write=False)
+        except BaseException:
+            for h in helpers:  # never leave our own worker processes behind
+                h.terminate()
+            raise
         codes = [h.wait() for h in helpers]
         if args.helper:
             return 0

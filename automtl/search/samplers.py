@@ -146,7 +146,9 @@ class _ParentMemo:
         key = (id(study._storage), study._study_id, generation)
         hit = self.memo.get(key)
         if hit is None:
-            hit = compute(study, generation)
+            # trial order, as optuna returns parents read back from the study (so a resumed
+            # or second worker draws from the same list as the one that chose them)
+            hit = sorted(compute(study, generation), key=lambda t: t.number)
             if generation > 0 and hit:
                 self.memo[key] = hit
         return hit
