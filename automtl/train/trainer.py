@@ -127,7 +127,6 @@ class Trainer:
                                   writer_path=writer_path)
         self.tau = 5.0
         self.policy = None
-        self.global_step = 0
         self.monitor.write_config({
             "tasks": self.tasks, "seed": seed, "device": str(self.device), "world_size": self.dist.world,
             "weighting": getattr(self.weighting, "name", type(self.weighting).__name__),
@@ -165,7 +164,8 @@ class Trainer:
         (``policy_network_iters = (policy_iters, network_iters)`` as in AutoMTL). Both use the
         Gumbel-softmax mixture at temperature τ; τ starts at ``init_tau`` and is multiplied by
         ``tau_decay`` after every policy block (or every ``tau_decay_every`` iterations when
-        given). Policy steps add ``loss_lambda["policy"] * model.policy_regularizer()``.
+        given). Policy steps add ``loss_lambda["policy"] * model.policy_regularizer()`` and
+        always weight the task losses by the fixed λ (the weighting method applies to weight steps).
         """
         policy_iters, network_iters = (int(v) for v in policy_network_iters)
         if policy_iters < 1 or network_iters < 1:
@@ -211,6 +211,8 @@ class Trainer:
         if weights is not None:
             self.load_weights(weights)
         self.policy = self._resolve_policy(reload)
+        if hasattr(self.model, "set_policy"):
+            self.model.set_policy(self.policy)  # so forward_all / compile use it afterwards
         self._save_policy_file(self.policy)
         lambdas = self._lambdas(loss_lambda)
         state = _PhaseState("post_train", iters)
