@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except AutoMTLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print(json.dumps({"results": out.get("results"), "params": out.get("params"), "work_dir": work_dir},
                      indent=2, default=str))
     return 0
