@@ -32,7 +32,7 @@ class TaskStream:
         self.indices = list(range(len(self.dataset))) if indices is None else list(indices)
         if not self.indices:
             raise ConfigError(f"the loader of task '{name}' has no samples", key=name or None)
-        batch = loader.batch_size or 1
+        batch = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None) or 1
         self.batch_size = min(batch, len(self.indices))
         if self.batch_size % world:
             raise ConfigError(f"global batch {self.batch_size} of task '{name}' does not split over "
