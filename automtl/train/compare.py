@@ -106,7 +106,7 @@ def _trainer(s: CompareSettings, model: Any, tasks: list[str], train: dict, val:
 
     return Trainer(model, {t: train[t] for t in tasks}, {t: val[t] for t in tasks}, default_criteria(tasks),
                    default_metrics(tasks), work_dir=work, seed=s.seed, checkpoint_iters=100,
-                   print_iters=50, progress=progress, device="cpu" if not torch.cuda.is_available() else None)
+                   print_iters=50, progress=progress)
 
 
 def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, progress: bool = True,
