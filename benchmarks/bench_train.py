@@ -4,6 +4,7 @@ Trainer's per-step overhead against a hand-written PyTorch loop, side by side in
     python -m benchmarks.bench_train                 # demo settings (about 5 min on 1 free core)
     python -m benchmarks.bench_train --scale 3       # a longer run (3x the iterations)
     python -m benchmarks.bench_train --quick         # seconds; checks the script
+    python -m benchmarks.bench_train --report-only [--scale 2]  # rewrite a section from a finished run
 """
 from __future__ import annotations
 
@@ -69,59 +70,82 @@ def overhead(iters: int, rounds: int = 3) -> tuple[float, float]:
     return min(plain), min(ours)
 
 
+def demo_body(comp, threads: int) -> str:
+    """The markdown of a comparison: settings, table, targets, matched-steps control."""
+    from automtl.train.compare import automtl_weight_steps, table_rows
+
+    header, rows = table_rows(comp)
+    hard, auto = comp.rows[1], comp.rows[2]
+    dm = {r.name: r.delta_m["delta_m_maninis"] for r in comp.rows}
+    s = comp.settings
+    text = (
+        f"Synthetic scenes ({', '.join(s.tasks)}; {s.size}x{s.size}, {s.n_train} train / {s.n_val} val / "
+        f"{s.n_test} test scenes, batch {s.batch_size}; TinyResNet {s.widths} + ConvHead({s.head_channels}); "
+        f"{threads} torch thread(s), 2 cores shared with other jobs). Single-task and hard sharing: "
+        f"{s.baseline_iters} iterations each; AutoMTL: pre-train {s.pre_iters}, policy-train {s.alter_iters} "
+        f"({s.policy_network_iters[1]} weight / {s.policy_network_iters[0]} policy steps per cycle, policy lr "
+        f"{s.policy_lr}, λ_policy {s.policy_lambda}), {s.n_policies} sampled policies + the argmax policy, "
+        f"filtered to ≤ {s.budget:.0%} of the single-task parameters and scored by Δm on the val split, "
+        f"post-train {s.post_iters}. Metrics on the test split; Δm = Maninis (primary metric per task) "
+        f"against the single-task rows.\n\n" + table(header, rows)
+        + f"\n\nTargets: AutoMTL Δm ≥ hard sharing: **{'met' if dm['AutoMTL'] >= dm[hard.name] else 'missed'}** "
+        f"({dm['AutoMTL']:+.2f}% vs {dm[hard.name]:+.2f}%); AutoMTL params ≤ 60% of single-task: "
+        f"**{'met' if auto.params <= 0.6 * comp.single_task_params else 'missed'}** "
+        f"({100 * auto.params / comp.single_task_params:.0f}%). Other Δm variants of AutoMTL: "
+        + ", ".join(f"{k[8:]} {v:+.2f}%" for k, v in auto.delta_m.items()) + ".")
+    if len(comp.rows) > 3:
+        m = comp.rows[3]
+        text += (f" Control: hard sharing trained for AutoMTL's {automtl_weight_steps(s)} weight-update steps "
+                 f"gets Δm {dm[m.name]:+.2f}% (AutoMTL {'still ahead' if dm['AutoMTL'] >= dm[m.name] else 'behind'}).")
+    return text + f" Wall time of the whole comparison: {comp.seconds:.0f} s."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--quick", action="store_true", help="seconds-long settings; prints, writes nothing")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every iteration count")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work-dir", default="work_dirs/bench_train")
+    parser.add_argument("--work-dir", default=None, help="default: work_dirs/bench_train[_long]")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the section from the work dir's comparison.json, no training")
+    parser.add_argument("--overhead-only", action="store_true", help="only the Trainer-overhead section")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from automtl.train.compare import (QUICK, CompareSettings, automtl_weight_steps, format_table, run_comparison,
-                                       table_rows)
+    from automtl.train.compare import QUICK, CompareSettings, format_table, load_comparison, run_comparison, table_rows
 
-    plain, ours = overhead(5 if args.quick else 40)
-    settings = dataclasses.replace(QUICK if args.quick else CompareSettings(), matched_hard_sharing=True)
-    if args.scale != 1.0:
-        settings = settings.scaled(args.scale)
-    comp = run_comparison(settings, args.work_dir, progress=False, say=lambda m: print(m, flush=True))
-    header, rows = table_rows(comp)
-    print(format_table(header, rows))
-    single, hard, auto = comp.rows[:3]
-    matched = comp.rows[3]
-    s = settings
-    body = (
-        f"Demo comparison on the synthetic scenes ({', '.join(s.tasks)}; {s.size}x{s.size}, "
-        f"{s.n_train} train / {s.n_val} val / {s.n_test} test scenes, batch {s.batch_size}; TinyResNet "
-        f"{s.widths} + ConvHead({s.head_channels}); {args.threads} torch thread(s)). Single-task and hard "
-        f"sharing: {s.baseline_iters} iterations each; AutoMTL: pre-train {s.pre_iters}, policy-train "
-        f"{s.alter_iters} ({s.policy_network_iters[1]} weight / {s.policy_network_iters[0]} policy steps "
-        f"per cycle), {s.n_policies} sampled policies filtered to ≤ {s.budget:.0%} of the single-task "
-        f"parameters and scored by Δm on the val split, post-train {s.post_iters}. Metrics on the test split; "
-        f"Δm = Maninis (primary metric per task) against the single-task rows.\n\n"
-        + table(header, rows)
-        + f"\n\nTargets: AutoMTL Δm ≥ hard sharing: **{'met' if auto.delta_m['delta_m_maninis'] >= hard.delta_m['delta_m_maninis'] else 'missed'}** "
-        f"({auto.delta_m['delta_m_maninis']:+.2f}% vs {hard.delta_m['delta_m_maninis']:+.2f}%); AutoMTL params "
-        f"≤ 60% of single-task: **{'met' if auto.params <= 0.6 * comp.single_task_params else 'missed'}** "
-        f"({100 * auto.params / comp.single_task_params:.0f}%). Other Δm variants of AutoMTL: "
-        + ", ".join(f"{k[8:]} {v:+.2f}%" for k, v in auto.delta_m.items())
-        + f". Control: hard sharing trained for AutoMTL's {automtl_weight_steps(s)} weight-update steps "
-        f"gets Δm {matched.delta_m['delta_m_maninis']:+.2f}% (AutoMTL "
-        f"{'still ahead' if auto.delta_m['delta_m_maninis'] >= matched.delta_m['delta_m_maninis'] else 'behind'})"
-        + f". Wall time of the whole comparison: {comp.seconds:.0f} s.\n\n"
-        "Trainer overhead (3 tasks, fixed all-share policy, same model/data/Adam):\n\n"
-        + table(["loop", "s / step", "ratio"],
-                [["hand-written PyTorch loop", f"{plain:.4f}", "1.00"],
-                 ["Trainer.post_train (checks, logging, checkpoints)", f"{ours:.4f}", f"{ours / plain:.2f}"]])
-    )
-    name = "train_demo" if args.scale == 1.0 else "train_demo_long"
-    title = "Training: demo comparison" + ("" if args.scale == 1.0 else f" (longer run, {args.scale:g}x iterations)")
-    cmd = "python -m benchmarks.bench_train" + ("" if args.scale == 1.0 else f" --scale {args.scale:g}") \
-        + (" --quick" if args.quick else "")
-    if not args.quick:
-        write_section(name, title, body, cmd)
+    long_run = args.scale != 1.0
+    work_dir = args.work_dir or ("work_dirs/bench_train_long" if long_run else "work_dirs/bench_train")
+    if not args.report_only:
+        plain, ours = overhead(5 if args.quick else 40)
+        body = ("3 tasks, fixed all-share policy, same model, data and Adam; best of 3 alternating rounds of "
+                "40 steps (the machine's 2 cores are shared with other jobs):\n\n"
+                + table(["loop", "s / step", "ratio"],
+                        [["hand-written PyTorch loop", f"{plain:.4f}", "1.00"],
+                         ["Trainer.post_train (finite-loss checks, logging, checkpoints)", f"{ours:.4f}",
+                          f"{ours / plain:.2f}"]]))
+        if args.quick:
+            print(body)
+        else:
+            write_section("train_overhead", "Training: Trainer overhead per step", body,
+                          "python -m benchmarks.bench_train --overhead-only")
+        if args.overhead_only:
+            return
+    if args.report_only:
+        comp = load_comparison(work_dir)
     else:
+        settings = dataclasses.replace(QUICK if args.quick else CompareSettings(), matched_hard_sharing=True)
+        if long_run:
+            settings = settings.scaled(args.scale)
+        comp = run_comparison(settings, work_dir, progress=False, say=lambda m: print(m, flush=True))
+    print(format_table(*table_rows(comp)))
+    body = demo_body(comp, args.threads)
+    name = "train_demo_long" if long_run else "train_demo"
+    title = "Training: demo comparison" + (f" (longer run, {args.scale:g}x iterations)" if long_run else "")
+    cmd = "python -m benchmarks.bench_train" + (f" --scale {args.scale:g}" if long_run else "")
+    if args.quick:
         print(body)
+    else:
+        write_section(name, title, body, cmd)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,23 @@ def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, pr
     return comp
 
 
+def load_comparison(work_dir: str | os.PathLike) -> Comparison:
+    """The :class:`Comparison` a finished run saved in ``work_dir/comparison.json``."""
+    from automtl.errors import ConfigError
+
+    path = Path(work_dir) / "comparison.json"
+    if not path.is_file():
+        raise ConfigError("no comparison.json: run the comparison first", path=str(path))
+    d = json.loads(path.read_text())
+    st = dict(d["settings"])
+    for key in ("tasks", "widths", "policy_network_iters"):
+        st[key] = tuple(st[key])
+    settings = CompareSettings(**{k: v for k, v in st.items() if k in CompareSettings.__dataclass_fields__})
+    rows = [MethodResult(**r) for r in d["rows"]]
+    return Comparison(settings, rows, int(d["single_task_params"]), Path(work_dir) / "automtl" / "policy.png",
+                      Path(work_dir) / "curves.png", float(d["seconds"]))
+
+
 def automtl_weight_steps(s: CompareSettings) -> int:
     """Weight-update steps of AutoMTL's three phases (pre-train, weight steps of policy-train, post-train)."""
     policy_iters, network_iters = s.policy_network_iters
