@@ -90,3 +90,17 @@ def test_tools_sample_policy_cli(smoke_run, tmp_path):
     assert "chosen: seed" in proc.stdout
     assert (out / "policy.json").is_file() and (out / "policy.png").is_file()
     assert (out / "policy_candidates.tsv").read_text().count("*") == 1
+
+
+@pytest.mark.parametrize("name", ["synthetic_tinyresnet.py", "synthetic_deeplab_resnet34.py"])
+def test_shipped_configs_build_their_model(name):
+    from automtl.train.builders import build_model
+
+    cfg = load_config(ROOT / "configs" / "automtl" / name)
+    model = build_model(cfg["model"], cfg["tasks"])
+    size = cfg["data"]["size"]
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, size, size), task=cfg["tasks"][0], stage="pre")
+    assert out.shape[0] == 1 and out.shape[-1] >= size // 8
+    for key in ("pre_train", "alter_train_with_reg", "sample", "post_train"):
+        assert key in cfg
