@@ -11,10 +11,13 @@ CORE = [
     "tensorboard>=2.16,<3",
     "matplotlib>=3.8,<4",
     "PyYAML>=6.0,<7",
+    "pillow>=10,<14",
     "mmengine==0.10.7",
     "setuptools>=77.0.3,<82",
 ]
 EXTRAS = {
+    # timm: the reference ViT that benchmarks/bench_vit_mvt.py compares against (optional)
+    "bench": ["timm>=1.0,<2"],
     "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7"],
     "mm": [
         "mmcv==2.1.0",

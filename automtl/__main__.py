@@ -6,24 +6,28 @@ import importlib
 import sys
 
 # Each command lives in automtl/cli/<module>.py exposing ``add_arguments(parser)`` and ``run(args)``.
+# Only the chosen command's module is imported, so ``--help`` and each command start fast.
 COMMANDS = {
-    "inspect": "automtl.cli.inspect",
-    "demo": "automtl.cli.demo",
+    "inspect": ("automtl.cli.inspect", "print a backbone's layers, shapes and parameter count"),
+    "demo": ("automtl.cli.demo", "the main job: AutoMTL vs hard sharing on built-in synthetic data"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="automtl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
-    for name, module_path in COMMANDS.items():
-        module = importlib.import_module(module_path)
-        modules[name] = module
-        sub_parser = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0],
-                                    description=module.__doc__)
-        module.add_arguments(sub_parser)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    module = None
+    for name, (module_path, summary) in COMMANDS.items():
+        if name == chosen:
+            module = importlib.import_module(module_path)
+            module.add_arguments(sub.add_parser(name, help=summary, description=module.__doc__))
+        else:
+            sub.add_parser(name, help=summary, add_help=False)
     args = parser.parse_args(argv)
-    return int(modules[args.command].run(args) or 0)
+    assert module is not None  # argparse rejects unknown commands before this point
+    return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":
