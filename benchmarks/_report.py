@@ -56,3 +56,11 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def endless_batches(loaders: dict) -> dict:
+    """``{task: iterator}`` that restarts each loader when it runs out (plain training loops)."""
+    def forever(loader):
+        while True:
+            yield from loader
+    return {task: forever(loader) for task, loader in loaders.items()}

@@ -14,7 +14,7 @@ from automtl.data.synthetic import TASKS, make_loaders, render_sample
 from automtl.metrics import default_metrics
 from automtl.train.losses import default_criteria
 from automtl.train.weighting import build_weighting
-from benchmarks._report import table, write_section
+from benchmarks._report import endless_batches, table, write_section
 
 
 def _time(fn, repeat: int) -> float:
@@ -130,16 +130,12 @@ def _train_eval(tasks: list[str], shared: int, train, val, iters: int, device: t
     crit = default_criteria(tasks)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
-    its = {t: iter(train[t]) for t in tasks}
+    its = endless_batches({t: train[t] for t in tasks})
     for _ in range(iters):
         opt.zero_grad()
         total = 0.0
         for t in tasks:
-            try:
-                x, y = next(its[t])
-            except StopIteration:
-                its[t] = iter(train[t])
-                x, y = next(its[t])
+            x, y = next(its[t])
             total = total + crit[t](net(x.to(device), t), y.to(device))
         total.backward()
         opt.step()

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks._report import table, write_section
+from benchmarks._report import endless_batches, table, write_section
 
 
 def overhead(iters: int, rounds: int = 3) -> tuple[float, float]:
@@ -36,18 +36,14 @@ def overhead(iters: int, rounds: int = 3) -> tuple[float, float]:
         model = _model(s, tasks)
         policy = Policy.all(model, "share")
         opt = torch.optim.Adam(list(model.weight_parameters()), lr=s.lr)
-        its = {t: iter(train[t]) for t in tasks}
+        its = endless_batches({t: train[t] for t in tasks})
         model.train()
         t0 = time.perf_counter()
         for _ in range(iters):
             opt.zero_grad(set_to_none=True)
             loss = 0.0
             for t in tasks:
-                try:
-                    x, y = next(its[t])
-                except StopIteration:
-                    its[t] = iter(train[t])
-                    x, y = next(its[t])
+                x, y = next(its[t])
                 loss = loss + crit[t](model(x, task=t, stage="fixed", policy=policy), y)
             loss.backward()
             opt.step()

@@ -159,7 +159,47 @@ def _value_of(trial: FrozenTrial, direction: StudyDirection) -> float:
     return v if direction == StudyDirection.MAXIMIZE else -v
 
 
-class EvolutionSampler(BaseGASampler):
+class _AssignedCandidates:
+    """What both evolution samplers share: each trial's candidate is decided in
+    ``before_trial`` by a :class:`_CandidateAssigner`; optuna's parameter hooks read it back."""
+
+    assigner: _CandidateAssigner
+    _parents: _ParentMemo
+    _fallback: RandomSampler
+
+    def _init_assigner(self, space: SearchSpace, budget: tuple[int, int], config: EvolutionConfig,
+                       seed: int | None, record_params: bool | None) -> None:
+        self.space = space
+        self.assigner = _CandidateAssigner(space, budget, config, seed, record_params)
+        self._fallback = RandomSampler(seed=seed)
+        self._parents = _ParentMemo()
+
+    def candidate(self, study: Study, trial: FrozenTrial | Any) -> Candidate:
+        """The candidate of ``trial`` (an optuna ``Trial`` or ``FrozenTrial``)."""
+        return self.assigner.candidate_of(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial
+                                    ) -> dict[str, BaseDistribution]:
+        return self.assigner.search_space()
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.assigner.relative_params(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        cand = self.assigner.candidate_of(study, trial)
+        if param_name in cand:
+            return cand[param_name]
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        super().after_trial(study, trial, state, values)  # type: ignore[misc]
+        self.assigner.forget(trial._trial_id)
+
+
+class EvolutionSampler(_AssignedCandidates, BaseGASampler):
     """AutoFormer/ViT-MVT evolution under a parameter budget (single objective).
 
     Generation 0 draws ``population`` random in-budget candidates. Each later generation's
@@ -200,10 +240,7 @@ class EvolutionSampler(BaseGASampler):
                                       p_global, max_child_tries, max_random_tries)
         self.config.check()
         super().__init__(population_size=population)
-        self.space = space
-        self.assigner = _CandidateAssigner(space, budget, self.config, seed, record_params)
-        self._random = RandomSampler(seed=seed)
-        self._parents = _ParentMemo()
+        self._init_assigner(space, budget, self.config, seed, record_params)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
         """The parents of ``generation`` (chosen once, shared through the study, memoised)."""
@@ -224,31 +261,8 @@ class EvolutionSampler(BaseGASampler):
         parents = self.get_parent_population(study, generation)
         self.assigner.assign(study, trial, generation, parents, self._get_generation_key())
 
-    def candidate(self, study: Study, trial: FrozenTrial | Any) -> Candidate:
-        """The candidate of ``trial`` (an optuna ``Trial`` or ``FrozenTrial``)."""
-        return self.assigner.candidate_of(study, trial)
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial
-                                    ) -> dict[str, BaseDistribution]:
-        return self.assigner.search_space()
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self.assigner.relative_params(study, trial, search_space)
-
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        cand = self.assigner.candidate_of(study, trial)
-        if param_name in cand:
-            return cand[param_name]
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
-        self.assigner.forget(trial._trial_id)
-
-
-class ParetoEvolutionSampler(NSGAIISampler):
+class ParetoEvolutionSampler(_AssignedCandidates, NSGAIISampler):
     """NSGA-II (optuna's non-dominated sorting + crowding-distance survivor selection) whose
     children are the space's own mutations and crossovers, in budget and never duplicated.
 
@@ -266,9 +280,7 @@ class ParetoEvolutionSampler(NSGAIISampler):
                                       p_global, max_child_tries, max_random_tries)
         self.config.check()
         super().__init__(population_size=population, seed=seed)
-        self.space = space
-        self.assigner = _CandidateAssigner(space, budget, self.config, seed, record_params)
-        self._parents = _ParentMemo()
+        self._init_assigner(space, budget, self.config, seed, record_params)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
         """The NSGA-II survivors that parent ``generation`` (memoised, see EvolutionSampler)."""
@@ -280,30 +292,6 @@ class ParetoEvolutionSampler(NSGAIISampler):
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
         self.assigner.assign(study, trial, generation, parents, self._get_generation_key())
-
-    def candidate(self, study: Study, trial: FrozenTrial | Any) -> Candidate:
-        """The candidate of ``trial``."""
-        return self.assigner.candidate_of(study, trial)
-
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial
-                                    ) -> dict[str, BaseDistribution]:
-        return self.assigner.search_space()
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self.assigner.relative_params(study, trial, search_space)
-
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        cand = self.assigner.candidate_of(study, trial)
-        if param_name in cand:
-            return cand[param_name]
-        return super().sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
-        super().after_trial(study, trial, state, values)
-        self.assigner.forget(trial._trial_id)
 
 
 class RandomCandidateSampler(EvolutionSampler):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from automtl.errors import UnknownTaskError
-from automtl.supernet._plan import Program, ref_name
+from automtl.supernet._plan import Program, ref_name, run_program
 from automtl.supernet.policy import Policy
 
 
@@ -73,21 +73,11 @@ class BranchedModel(nn.Module):
 
     def forward(self, x: torch.Tensor, tasks: list[str] | None = None) -> dict[str, Any]:
         program, names = self._select(tasks)
-        env: list[Any] = [None] * program.n_slots
-        env[0] = x
-        for step, name, free in zip(program.steps, names, program.release):
-            module = self.layers[name]
-            ins = step.inputs
-            if len(ins) == 1:
-                env[step.out] = module(env[ins[0]])
-            else:
-                env[step.out] = module(*[env[i] for i in ins])
-            for i in free:
-                env[i] = None
+        feats = run_program(program, [self.layers[name] for name in names], x)
         out: dict[str, Any] = {}
         for task, slots in program.outputs.items():
             head = self.heads[task]
-            out[task] = head(env[slots[0]]) if len(slots) == 1 else head(*[env[i] for i in slots])
+            out[task] = head(feats[task]) if len(slots) == 1 else head(*feats[task])
         return out
 
     def extra_repr(self) -> str:
