@@ -23,10 +23,12 @@ from automtl.search.supernet_train import train_supernet
 
 LOG = logging.getLogger("automtl.search")
 
-_DATA_DEFAULTS = dict(size=64, n_train=256, n_val=64, batch_size=16, seed=0)
+DATA_DEFAULTS = dict(size=64, n_train=256, n_val=64, batch_size=16, seed=0)
 
 
-def _net_for(space: SearchSpace, supernet: Mapping[str, Any] | None) -> torch.nn.Module:
+def build_net(space: SearchSpace, supernet: Mapping[str, Any] | None) -> torch.nn.Module:
+    """The weight-sharing network of ``space``: a policy space's ``MTLModel``, else a ViT-MVT
+    supernet built with the ``supernet`` arguments."""
     if hasattr(space, "model"):  # a policy space carries its MTLModel
         return space.model  # type: ignore[attr-defined]
     from automtl.search.vit_space import build_vit_supernet
@@ -52,14 +54,14 @@ def build_supernet_evaluator(space: SearchSpace, *, work_dir: str | os.PathLike[
     evaluator scoring candidates on a fixed validation subset."""
     from automtl.data.synthetic import make_loaders
 
-    dcfg = {**_DATA_DEFAULTS, **dict(data or {})}
-    unknown = sorted(set(dcfg) - set(_DATA_DEFAULTS))
+    dcfg = {**DATA_DEFAULTS, **dict(data or {})}
+    unknown = sorted(set(dcfg) - set(DATA_DEFAULTS))
     if unknown:
-        raise ConfigError(f"unknown data setting; known: {sorted(_DATA_DEFAULTS)}",
+        raise ConfigError(f"unknown data setting; known: {sorted(DATA_DEFAULTS)}",
                           key=f"evaluator.data.{unknown[0]}")
     train_loaders, val_loaders = make_loaders(space.tasks, **dcfg)
     torch.manual_seed(seed)
-    net = _net_for(space, supernet)
+    net = build_net(space, supernet)
     if checkpoint is not None:
         state = _load_state(Path(checkpoint))
         net.load_state_dict(state.get("state_dict", state))

@@ -55,7 +55,7 @@ def rng_state() -> dict[str, Any]:
     """The Python, NumPy and torch (CPU and CUDA) random states as safe-to-load values."""
     np_state = np.random.get_state()
     state: dict[str, Any] = {
-        "python": _to_lists(random.getstate()),
+        "python": tuples_to_lists(random.getstate()),
         "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
                   int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
@@ -67,7 +67,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` captured."""
-    random.setstate(_to_tuples(state["python"]))
+    random.setstate(lists_to_tuples(state["python"]))
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
@@ -75,15 +75,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _to_lists(value: Any) -> Any:
+def tuples_to_lists(value: Any) -> Any:
+    """Nested tuples as lists (RNG states in a form ``weights_only`` loading accepts)."""
     if isinstance(value, tuple):
-        return [_to_lists(v) for v in value]
+        return [tuples_to_lists(v) for v in value]
     return value
 
 
-def _to_tuples(value: Any) -> Any:
+def lists_to_tuples(value: Any) -> Any:
+    """The inverse of :func:`tuples_to_lists`."""
     if isinstance(value, list):
-        return tuple(_to_tuples(v) for v in value)
+        return tuple(lists_to_tuples(v) for v in value)
     return value
 
 
