@@ -5,18 +5,8 @@
 work_dir = "work_dirs/search_policy_synthetic"
 seed = 0
 study = "policy_synthetic"
+_base_ = ["../_base_/spaces/automtl_policy_resnet18_2tasks.py"]
 
-tasks = ("segment_semantic", "depth_zbuffer")
-space = dict(
-    type="automtl_policy",
-    backbone="prototxt/resnet18.prototxt",
-    input_shape=(1, 3, 64, 64),
-    heads=dict(
-        segment_semantic=dict(type="ConvHead", in_channels=512, num_classes=5, mid_channels=32),
-        depth_zbuffer=dict(type="ConvHead", in_channels=512, num_classes=1, mid_channels=32)),
-    allow_skip=True,
-    checkpoint=None,
-)
 evaluator = dict(
     type="supernet",
     data=dict(size=64, n_train=64, n_val=32, batch_size=16, seed=0),

@@ -3,12 +3,9 @@
 work_dir = "work_dirs/search_toy_synthetic"
 seed = 0
 study = "toy_synthetic"
+_base_ = ["../_base_/spaces/vit_mvt_micro_2tasks.py"]
 storage = None  # default: SQLite search.db in the work dir
 
-tasks = ("segment_semantic", "depth_zbuffer")
-space = dict(type="vit_mvt", preset=None, name="micro", tasks=tasks,
-             num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
-             depths=(2, 3), embeds=(32, 48), heads=(1, 2), mlp_ratios=(2.0, 3.0), img_size=64)
 evaluator = dict(
     type="supernet",
     data=dict(size=64, n_train=96, n_val=32, batch_size=16, seed=0),
