@@ -276,21 +276,15 @@ class EvolutionSearch:
         return n
 
     # -- running -----------------------------------------------------------------------
-    def _record(self, trial: optuna.Trial, cand: Candidate) -> dict[str, int]:
+    def _annotate(self, template: FrozenTrial, cand: Candidate) -> None:
+        """Add the candidate's size and budget constraint to a new trial's template."""
         params = self.space.count_params(cand)
-        if self.sampler.assigner.record_params:
-            choices = self.space.gene_choices()
-            for g in sorted(cand):
-                if g in choices:
-                    trial.suggest_categorical(g, list(choices[g]))
         total = params["total"]
-        trial.set_user_attr("candidate", cand)
-        trial.set_user_attr("params", params)
-        trial.set_user_attr("params_total", total)
-        trial.set_user_attr("feasible", self.budget[0] <= total <= self.budget[1])
+        template.user_attrs.update(candidate=cand, params=params, params_total=total,
+                                   feasible=self.budget[0] <= total <= self.budget[1])
         # optuna v5 constraint (<= 0 feasible): distance outside the window
-        trial.set_constraint("params_window", max(self.budget[0] - total, total - self.budget[1]))
-        return params
+        template.set_constraint("params_window",
+                                max(self.budget[0] - total, total - self.budget[1]))
 
     def _evaluate(self, cand: Candidate) -> dict[str, float]:
         scores = {k: float(v) for k, v in self.evaluator.evaluate(cand).items()}
@@ -305,7 +299,10 @@ class EvolutionSearch:
             if missing:
                 raise SearchError(f"evaluator reported no score for tasks {missing}")
             return [scores[t] for t in self.tasks] + [float(params["total"])]
-        return [float(self.fitness(scores))]
+        value = float(self.fitness(scores))
+        if math.isnan(value):
+            raise SearchError(f"the fitness of scores {scores} is NaN")
+        return [value]
 
     def target_trials(self, n_generations: int) -> int:
         """Completed trials that ``n_generations`` generations make."""
@@ -345,7 +342,7 @@ class EvolutionSearch:
                 if timeout_s is not None and time.monotonic() - t0 > timeout_s:
                     LOG.info("timeout after %.0f s", time.monotonic() - t0)
                     break
-                ok = self._one_trial()
+                ok = self._one_trial(trials)
                 failures = 0 if ok else failures + 1
                 if failures >= self.max_consecutive_failures:
                     raise SearchError(f"{failures} evaluations failed in a row; the last error is "
@@ -370,11 +367,12 @@ class EvolutionSearch:
         result.outputs = write_outputs(self, result, self.work_dir)
         return result
 
-    def _one_trial(self) -> bool:
-        trial = self.study.ask()
-        cand = self.sampler.candidate(self.study, trial)
+    def _one_trial(self, trials: list[FrozenTrial]) -> bool:
+        """Create, evaluate and finish one trial; ``trials`` is a fresh read of the study."""
+        trial, cand = self.sampler.create_trial(self.study, trials, annotate=self._annotate)
+        storage, tid = self.study._storage, trial._trial_id
+        params = trial.user_attrs["params"]
         try:
-            params = self._record(trial, cand)
             t, c = time.monotonic(), time.process_time()
             scores = self._evaluate(cand)
             self.eval_seconds += time.monotonic() - t
@@ -382,21 +380,31 @@ class EvolutionSearch:
             values = self._values(scores, params)
         except Exception as exc:  # a failing candidate must not stop the search
             msg = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("error", msg[:2000])
-            self.study.tell(trial, state=TrialState.FAIL)
+            storage.set_trial_user_attr(tid, "error", msg[:2000])
+            self._finish(trial, TrialState.FAIL)
             LOG.warning("trial %d failed: %s (candidate %s)", trial.number, msg,
                         json.dumps(cand, sort_keys=True))
             return False
-        trial.set_user_attr("scores", scores)
         # the scalar fitness is recorded in every mode (Pareto: for plots and the progress bar)
-        trial.set_user_attr("fitness", values[0] if self.mode != "pareto"
-                            else float(self.fitness(scores)))
-        self.study.tell(trial, values)
+        fitness = values[0] if self.mode != "pareto" else float(self.fitness(scores))
+        storage.set_trial_user_attr(tid, "scores", scores)
+        storage.set_trial_user_attr(tid, "fitness", fitness)
+        self._finish(trial, TrialState.COMPLETE, values)
         if self._tb is not None:
-            self._log_tb(trial.number, float(trial.user_attrs["fitness"]), params, scores)
+            self._log_tb(trial.number, float(fitness), params, scores)
         LOG.info("trial %d params=%d scores=%s value=%s", trial.number, params["total"],
                  json.dumps(scores), values)
         return True
+
+    def _finish(self, trial: FrozenTrial, state: TrialState,
+                values: list[float] | None = None) -> None:
+        """``study.tell`` without reading the trial back from the storage twice (a query each on
+        an RDB storage; the values are checked by ``_values``): the sampler's ``after_trial``,
+        then the state and values in one write."""
+        try:
+            self.sampler.after_trial(self.study, trial, state, values)
+        finally:
+            self.study._storage.set_trial_state_values(trial._trial_id, state, values)
 
     def _log_tb(self, step: int, fitness: float, params: Mapping[str, int],
                 scores: Mapping[str, float]) -> None:

@@ -1,27 +1,30 @@
 """optuna samplers for architecture search: AutoFormer evolution and NSGA-II on candidates.
 
 Candidates may change length (a deeper net has more genes), which optuna's fixed
-distributions do not model. So the sampler builds the whole candidate in ``before_trial``
-(random / mutation / crossover, in budget, not seen before), stores it in the trial's system
-attrs, and hands its genes back as relative params: the objective reads the candidate and
-``suggest_categorical`` returns exactly its genes, so each trial also shows them as params.
+distributions do not model. So the sampler builds the whole candidate itself (random /
+mutation / crossover, in budget, not seen before) and stores it in the trial's system attrs,
+with its genes as params (``suggest_categorical`` returns exactly them).
 
-Duplicates across worker processes are excluded by a write-then-check on the study storage:
-a trial writes its candidate key, then re-reads the study; if any other live trial holds the
-same key it draws again. Whatever order two workers interleave in, one of them sees the
-other, so no architecture is evaluated twice.
+Two ways in. ``create_trial`` (what :class:`~automtl.search.EvolutionSearch` uses) creates
+the trial with its candidate, genes and attributes in one storage write, then re-reads the
+study: a trial numbered after another live trial holding the same key gives way (PRUNED,
+``DUPLICATE``) and draws again; trial numbers follow creation order, so the later of two
+such trials always sees the earlier. Under plain ``study.ask``/``optimize``, ``before_trial``
+writes the key into the created trial, then re-reads the study and draws again if any other
+live trial holds it. Either way no architecture is evaluated twice.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import random
 import socket
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseGASampler, NSGAIISampler, RandomSampler
 from optuna.study import StudyDirection
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automtl.errors import SearchError
 from automtl.search.proposer import EvolutionConfig, Proposer
@@ -29,7 +32,6 @@ from automtl.search.space import Candidate, SearchSpace
 
 if TYPE_CHECKING:
     from optuna.study import Study
-    from optuna.trial import FrozenTrial
 
 #: system-attr keys written on every trial
 CANDIDATE = "automtl:candidate"
@@ -38,6 +40,10 @@ ORIGIN = "automtl:origin"
 WORKER = "automtl:worker"
 INTERRUPTED = "automtl:interrupted"
 REJECTED = "automtl:rejected"
+#: set on a trial given up (PRUNED, never evaluated) because an earlier trial holds its candidate
+DUPLICATE = "automtl:duplicate"
+#: candidates drawn for one trial before concluding other workers take every one
+MAX_CLAIMS = 20
 #: with ``record_params=None`` genes become optuna params only for spaces with at most this many
 MAX_AUTO_PARAMS = 64
 
@@ -48,8 +54,25 @@ def worker_id() -> str:
 
 
 def is_live(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` holds its key: every trial except those a dead worker left behind."""
-    return KEY in trial.system_attrs and not trial.system_attrs.get(INTERRUPTED, False)
+    """Whether ``trial`` holds its key: every trial except those a dead worker left behind
+    and those given up as duplicates."""
+    attrs = trial.system_attrs
+    return KEY in attrs and not attrs.get(INTERRUPTED, False) and not attrs.get(DUPLICATE, False)
+
+
+def next_generation(trials: Sequence[FrozenTrial], gen_key: str, population: int) -> int:
+    """The generation a new trial joins (optuna's ``BaseGASampler.get_trial_generation`` rule):
+    the latest generation of the completed trials, or the next one once it is full."""
+    gens = [t.system_attrs.get(gen_key, -1) for t in trials if t.state == TrialState.COMPLETE]
+    latest = max(gens, default=0)
+    if latest < 0:
+        return 0
+    return latest if gens.count(latest) < population else latest + 1
+
+
+def _exhausted() -> SearchError:
+    return SearchError(f"{MAX_CLAIMS} candidates in a row were taken by other workers at the "
+                       "same moment; the space is nearly exhausted")
 
 
 class _CandidateAssigner:
@@ -67,24 +90,22 @@ class _CandidateAssigner:
             record_params = 0 < len(self._distributions) <= MAX_AUTO_PARAMS
         self.record_params = bool(record_params)
 
-    def assign(self, study: Study, trial: FrozenTrial, generation: int,
-               parents: Sequence[FrozenTrial], gen_key: str) -> Candidate:
-        """Choose, record and return the candidate of ``trial``."""
-        storage, tid = study._storage, trial._trial_id
-        storage.set_trial_system_attr(tid, WORKER, worker_id())
-        # the study's per-ask cache, fresh since this trial was created (saves a storage read)
-        trials = study._get_trials(deepcopy=False, use_cache=True)
-        taken = {t.system_attrs[KEY] for t in trials if t._trial_id != tid and is_live(t)}
+    def draw(self, trials: Sequence[FrozenTrial], *, number: int, generation: int,
+             parents: Sequence[FrozenTrial], gen_key: str,
+             exclude_id: int | None = None) -> Iterator[tuple[str, Candidate, str]]:
+        """Candidates for the trial numbered ``number``, as ``(key, candidate, origin)``:
+        first the candidates of interrupted trials nobody holds, then proposals from
+        ``parents``; none is held by a live trial of ``trials`` or drawn before."""
+        taken = {t.system_attrs[KEY] for t in trials if t._trial_id != exclude_id and is_live(t)}
         orphans = []
         for t in trials:
             if t.system_attrs.get(INTERRUPTED) and CANDIDATE in t.system_attrs \
                     and t.system_attrs.get(KEY) not in taken:
                 orphans.append((t.system_attrs[KEY], t.system_attrs[CANDIDATE]))
-        slot = sum(1 for t in trials if t.number < trial.number and is_live(t)
+        slot = sum(1 for t in trials if t.number < number and is_live(t)
                    and t.system_attrs.get(gen_key) == generation)
         parent_cands = [p.system_attrs[CANDIDATE] for p in parents if CANDIDATE in p.system_attrs]
-        rejected_before = self.proposer.n_rejected
-        for _ in range(20):
+        while True:
             if orphans:
                 key, cand = orphans.pop(0)
                 origin = "retry"
@@ -92,15 +113,28 @@ class _CandidateAssigner:
                 cand, origin = self.proposer.propose(parent_cands, slot, self.rng,
                                                      taken.__contains__)
                 key = self.space.key(cand)
+            taken.add(key)
+            yield key, cand, origin
+
+    def assign(self, study: Study, trial: FrozenTrial, generation: int,
+               parents: Sequence[FrozenTrial], gen_key: str) -> Candidate:
+        """Choose, record and return the candidate of ``trial``, a trial optuna created
+        (``study.ask`` / ``study.optimize``): one storage write per attribute."""
+        storage, tid = study._storage, trial._trial_id
+        storage.set_trial_system_attr(tid, WORKER, worker_id())
+        # the study's per-ask cache, fresh since this trial was created (saves a storage read)
+        trials = study._get_trials(deepcopy=False, use_cache=True)
+        rejected_before = self.proposer.n_rejected
+        draws = self.draw(trials, number=trial.number, generation=generation, parents=parents,
+                          gen_key=gen_key, exclude_id=tid)
+        for _, (key, cand, origin) in zip(range(MAX_CLAIMS), draws):
             storage.set_trial_system_attr(tid, KEY, key)
             now = storage.get_all_trials(study._study_id, deepcopy=False)
             if not any(t._trial_id != tid and is_live(t) and t.system_attrs[KEY] == key
                        for t in now):
                 break
-            taken.add(key)
         else:
-            raise SearchError("20 candidates in a row were taken by other workers at the same "
-                              "moment; the space is nearly exhausted")
+            raise _exhausted()
         storage.set_trial_system_attr(tid, CANDIDATE, cand)
         storage.set_trial_system_attr(tid, ORIGIN, origin)
         rejected = self.proposer.n_rejected - rejected_before
@@ -108,6 +142,22 @@ class _CandidateAssigner:
             storage.set_trial_system_attr(tid, REJECTED, rejected)
         self._assigned[tid] = cand
         return cand
+
+    def template(self, key: str, cand: Candidate, origin: str, *, generation: int, gen_key: str,
+                 rejected: int) -> FrozenTrial:
+        """A RUNNING trial holding ``cand`` (system attrs, and the genes as params when
+        recorded), for ``storage.create_new_trial(..., template_trial=)``."""
+        system: dict[str, Any] = {gen_key: generation, WORKER: worker_id(), KEY: key,
+                                  CANDIDATE: cand, ORIGIN: origin}
+        if rejected:
+            system[REJECTED] = rejected
+        dists = self.search_space()
+        params = {g: v for g, v in cand.items() if g in dists}
+        return FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, values=None,
+                           datetime_start=_dt.datetime.now(), datetime_complete=None,
+                           params=params, distributions={g: dists[g] for g in params},
+                           user_attrs={}, system_attrs=system, intermediate_values={},
+                           trial_id=-1)
 
     def candidate_of(self, study: Study, trial: FrozenTrial) -> Candidate:
         """The candidate ``assign`` gave ``trial`` (from memory, else from the storage)."""
@@ -178,6 +228,47 @@ class _AssignedCandidates:
         """The candidate of ``trial`` (an optuna ``Trial`` or ``FrozenTrial``)."""
         return self.assigner.candidate_of(study, trial)
 
+    def create_trial(self, study: Study, trials: Sequence[FrozenTrial], *,
+                     annotate: Callable[[FrozenTrial, Candidate], None] | None = None
+                     ) -> tuple[FrozenTrial, Candidate]:
+        """Create a RUNNING trial holding a fresh candidate in one storage write (its
+        generation, candidate, key and genes, plus what ``annotate`` adds to the template),
+        instead of one write per attribute as ``study.ask`` does.
+
+        ``trials`` is a recent read of the study. Duplicates across workers: the trial holds
+        its key from its creation and trial numbers follow creation order, so the later of two
+        trials holding one key sees the earlier in its re-read of the study and gives up
+        (PRUNED, ``DUPLICATE`` set, never evaluated); the candidate is then drawn again.
+
+        Returns the created trial (as read back) and its candidate.
+        """
+        storage, sid = study._storage, study._study_id
+        gen_key = self._get_generation_key()
+        assert self.population_size is not None
+        for _ in range(MAX_CLAIMS):
+            generation = next_generation(trials, gen_key, self.population_size)
+            parents = self.get_parent_population(study, generation)
+            number = trials[-1].number + 1 if trials else 0  # the slot; the storage decides
+            rejected_before = self.assigner.proposer.n_rejected
+            key, cand, origin = next(self.assigner.draw(
+                trials, number=number, generation=generation, parents=parents, gen_key=gen_key))
+            template = self.assigner.template(
+                key, cand, origin, generation=generation, gen_key=gen_key,
+                rejected=self.assigner.proposer.n_rejected - rejected_before)
+            if annotate is not None:
+                annotate(template, cand)
+            tid = storage.create_new_trial(sid, template_trial=template)
+            trials = storage.get_all_trials(sid, deepcopy=False)
+            mine = next(t for t in reversed(trials) if t._trial_id == tid)
+            if not any(t.number < mine.number and is_live(t) and t.system_attrs[KEY] == key
+                       for t in trials):
+                self.assigner._assigned[tid] = cand
+                return mine, cand
+            storage.set_trial_system_attr(tid, DUPLICATE, True)
+            storage.set_trial_state_values(tid, TrialState.PRUNED)
+            trials = storage.get_all_trials(sid, deepcopy=False)
+        raise _exhausted()
+
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial
                                     ) -> dict[str, BaseDistribution]:
         return self.assigner.search_space()
@@ -192,6 +283,14 @@ class _AssignedCandidates:
         if param_name in cand:
             return cand[param_name]
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def get_population(self, study: Study, generation: int) -> list[FrozenTrial]:
+        """The completed trials of ``generation``, read from the storage (not from the study's
+        per-ask cache, which ``create_trial`` does not refresh)."""
+        gen_key = self._get_generation_key()
+        done = study._storage.get_all_trials(study._study_id, deepcopy=False,
+                                             states=(TrialState.COMPLETE,))
+        return [t for t in done if t.system_attrs.get(gen_key) == generation]
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
@@ -256,7 +355,9 @@ class EvolutionSampler(_AssignedCandidates, BaseGASampler):
         return ranked[: self.config.top_k]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        """Give the new trial its candidate."""
+        """Give the new trial its candidate (unless ``create_trial`` made it with one)."""
+        if KEY in trial.system_attrs:
+            return
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
         self.assigner.assign(study, trial, generation, parents, self._get_generation_key())
@@ -289,6 +390,8 @@ class ParetoEvolutionSampler(_AssignedCandidates, NSGAIISampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         """Give the new trial its candidate (children of the NSGA-II survivors)."""
         super().before_trial(study, trial)
+        if KEY in trial.system_attrs:
+            return
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
         self.assigner.assign(study, trial, generation, parents, self._get_generation_key())

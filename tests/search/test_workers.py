@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automtl.search.samplers import CANDIDATE, INTERRUPTED, KEY, WORKER
+from automtl.search.samplers import CANDIDATE, DUPLICATE, INTERRUPTED, KEY, WORKER, is_live
 from automtl.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,8 +115,12 @@ def test_two_workers_on_one_journal_study(tmp_path):
     ts = _trials(f"journal:{journal}")
     done = [t for t in ts if t.state == TrialState.COMPLETE]
     assert len(done) >= 24 and all(t.state != TrialState.RUNNING for t in ts)
-    keys = [t.system_attrs[KEY] for t in ts if KEY in t.system_attrs]
+    keys = [t.system_attrs[KEY] for t in ts if is_live(t)]
+    assert len(keys) == sum(t.state != TrialState.PRUNED for t in ts)
     assert len(set(keys)) == len(keys)                        # no duplicate evaluation
+    # a trial that met another worker's trial holding its candidate gave way before evaluating
+    assert all(t.system_attrs.get(DUPLICATE) and "scores" not in t.user_attrs
+               for t in ts if t.state == TrialState.PRUNED)
     workers = {t.system_attrs[WORKER] for t in done}
     assert len(workers) == 2                                  # both processes evaluated trials
     rows = (work / "trials.csv").read_text().strip().splitlines()

@@ -1,0 +1,171 @@
+"""One-write trial creation: bulk RDB templates, the generation rule, duplicates across workers."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.samplers import BaseGASampler
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from automtl.errors import SearchError
+from automtl.search.samplers import DUPLICATE, KEY, is_live, next_generation
+from automtl.search.storage import BulkRDBStorage, open_storage
+
+
+def _template(**params) -> FrozenTrial:
+    dists = {k: CategoricalDistribution([1, 2, 3]) for k in params}
+    t = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, values=None,
+                    datetime_start=dt.datetime(2026, 1, 2, 3, 4, 5), datetime_complete=None,
+                    params=dict(params), distributions=dists,
+                    user_attrs={"candidate": dict(params), "params": {"total": 7}},
+                    system_attrs={KEY: "k", "gen": 0}, intermediate_values={}, trial_id=-1)
+    t.set_constraint("params_window", -3.0)
+    return t
+
+
+def _view(t: FrozenTrial) -> tuple:
+    return (t.number, t.state, t.params, t.distributions, t.user_attrs, t.system_attrs,
+            t.datetime_start, t.constraints)
+
+
+def test_bulk_rdb_template_reads_back_as_optunas(tmp_path):
+    bulk = open_storage(f"sqlite:///{tmp_path / 'bulk.db'}")
+    assert isinstance(bulk, BulkRDBStorage)
+    plain = RDBStorage(f"sqlite:///{tmp_path / 'plain.db'}")
+    got = []
+    for st in (bulk, plain):
+        study = optuna.create_study(storage=st, study_name="s")
+        sid = study._study_id
+        st.create_new_trial(sid)                                   # numbering counts it
+        for i in range(3):
+            study._storage.create_new_trial(sid, template_trial=_template(a=1 + i % 3, b=2))
+        got.append([_view(t) for t in study._storage.get_all_trials(sid)])
+    assert got[0][1:] == got[1][1:]                                # the template trials
+    assert [v[0] for v in got[0]] == [0, 1, 2, 3]
+
+
+def test_bulk_rdb_checks_distributions_against_the_study(tmp_path):
+    st = open_storage(f"sqlite:///{tmp_path / 'b.db'}")
+    study = optuna.create_study(storage=st, study_name="s")
+    tid = st.create_new_trial(study._study_id)
+    st.set_trial_param(tid, "a", 0.5, FloatDistribution(0, 1))     # a is a float in the study
+    fresh = open_storage(f"sqlite:///{tmp_path / 'b.db'}")         # another process: no cache
+    with pytest.raises(ValueError):
+        fresh.create_new_trial(study._study_id, template_trial=_template(a=1))
+    assert len(fresh.get_all_trials(study._study_id)) == 1        # nothing half-written
+
+
+def _trial(number: int, state: TrialState, gen: int | None, key: str = "G") -> FrozenTrial:
+    attrs = {} if gen is None else {key: gen}
+    return FrozenTrial(number=number, state=state, value=1.0 if state == TrialState.COMPLETE
+                       else None, values=None, datetime_start=None, datetime_complete=None,
+                       params={}, distributions={}, user_attrs={}, system_attrs=attrs,
+                       intermediate_values={}, trial_id=number)
+
+
+class _Study:
+    def __init__(self, trials):
+        self.trials = trials
+
+    def _get_trials(self, deepcopy, states, use_cache):
+        return [t for t in self.trials if t.state in states]
+
+
+class _Storage:
+    def set_trial_system_attr(self, *args):
+        pass
+
+
+def test_next_generation_is_optunas_rule():
+    rng = random.Random(0)
+
+    class GA(BaseGASampler):
+        select_parent = infer_relative_search_space = sample_relative = sample_independent = None
+
+    key = GA._get_generation_key()
+
+    states = [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING]
+    for _ in range(300):
+        pop = rng.randint(1, 4)
+        trials = [_trial(i, rng.choice(states), rng.choice([None, 0, 1, 1, 2, 2, 2]), key)
+                  for i in range(rng.randint(0, 12))]
+        study = _Study(trials)
+        study._storage = _Storage()
+        expected = GA(pop).get_trial_generation(study, _trial(99, TrialState.RUNNING, None))
+        assert next_generation(trials, key, pop) == expected
+
+
+def test_later_trial_holding_a_taken_key_gives_way(make_search):
+    """Another worker creates a trial with the same candidate between our read and our write:
+    ours (created later, higher number) is PRUNED and marked, the candidate drawn again."""
+    s = make_search()
+    storage, sid = s.study._storage, s.study._study_id
+    real = storage.create_new_trial
+    rivals = []
+
+    def racing(study_id, template_trial=None):
+        if not rivals and template_trial is not None:        # the other worker is quicker
+            rival = _copy(template_trial)
+            rivals.append(real(study_id, template_trial=rival))
+        return real(study_id, template_trial=template_trial)
+
+    storage.create_new_trial = racing
+    trial, cand = s.sampler.create_trial(s.study, storage.get_all_trials(sid, deepcopy=False))
+    ts = {t._trial_id: t for t in storage.get_all_trials(sid, deepcopy=False)}
+    rival = ts[rivals[0]]
+    lost = [t for t in ts.values() if t.system_attrs.get(DUPLICATE)]
+    assert len(lost) == 1 and lost[0].state == TrialState.PRUNED and not is_live(lost[0])
+    assert lost[0].system_attrs[KEY] == rival.system_attrs[KEY] and lost[0].number > rival.number
+    assert is_live(rival) and rival.state == TrialState.RUNNING     # the earlier one keeps it
+    assert trial.number > lost[0].number and trial.system_attrs[KEY] != rival.system_attrs[KEY]
+    assert s.space.key(cand) == trial.system_attrs[KEY]
+
+
+def test_duplicate_given_up_trials_do_not_count(make_search):
+    s = make_search()
+    storage, sid = s.study._storage, s.study._study_id
+    real = storage.create_new_trial
+    made = []
+
+    def racing(study_id, template_trial=None):              # every 7th draw meets a rival
+        if template_trial is not None and len(made) % 7 == 3:
+            made.append(real(study_id, template_trial=_copy(template_trial)))
+            storage.set_trial_state_values(made[-1], TrialState.FAIL)   # the rival then fails
+        made.append(None)
+        return real(study_id, template_trial=template_trial)
+
+    storage.create_new_trial = racing
+    res = s.run(n_generations=2)
+    done = s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pruned = s.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    assert len(done) == 20 == res.n_complete and pruned
+    assert res.n_failed == len(s.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    keys = [t.system_attrs[KEY] for t in s.study.trials if is_live(t)]
+    assert len(set(keys)) == len(keys)
+
+
+def _copy(t: FrozenTrial) -> FrozenTrial:
+    import copy
+
+    return copy.deepcopy(t)
+
+
+def test_nan_fitness_is_a_failure(make_search, toy):
+    from automtl.search.evaluate import Fitness
+
+    class NanFit(Fitness):
+        def __call__(self, scores):
+            return float("nan")
+
+        def describe(self):
+            return {"type": "nan"}
+
+    s = make_search(fitness=NanFit(), max_consecutive_failures=3)
+    with pytest.raises(SearchError, match="3 evaluations failed"):
+        s.run(n_generations=1)
+    failed = s.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    assert len(failed) == 3 and all("NaN" in t.user_attrs["error"] for t in failed)
