@@ -9,10 +9,12 @@
 """
 from __future__ import annotations
 
+import datetime as _dt
+import functools
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Container, Sequence
 
 import optuna
 from optuna.distributions import (BaseDistribution, check_distribution_compatibility,
@@ -115,6 +117,38 @@ class BulkRDBStorage(RDBStorage):
         trial.number = trial.count_past_trials(session)
         return trial
 
+    def _get_trials(self, study_id: int, states: Container[TrialState] | None,
+                    included_trial_ids: set[int], trial_id_greater_than: int
+                    ) -> list[FrozenTrial]:
+        """``RDBStorage._get_trials`` (what the cached storage reads new and unfinished trials
+        with) in plain SQL rows instead of ORM objects: one query per table, a third of the
+        time on SQLite."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import or_, select
+
+        trials_t = models.TrialModel.__table__
+        included = [i for i in included_trial_ids if i <= trial_id_greater_than]
+        where = [trials_t.c.study_id == study_id]
+        if states is not None:
+            where.append(trials_t.c.state.in_(list(states)))  # type: ignore[call-overload]
+        if trial_id_greater_than > -1:
+            newer = trials_t.c.trial_id > trial_id_greater_than
+            where.append(or_(trials_t.c.trial_id.in_(included), newer) if included else newer)
+        with self.engine.connect() as conn:
+            if conn.execute(select(models.StudyModel.__table__.c.study_id).where(
+                    models.StudyModel.__table__.c.study_id == study_id)).first() is None:
+                raise KeyError(f"study {study_id} not found")
+            rows = conn.execute(select(trials_t).where(*where)
+                                .order_by(trials_t.c.trial_id)).all()
+            if not rows:
+                return []
+            chosen = select(trials_t.c.trial_id).where(*where).scalar_subquery()
+            children = {name: conn.execute(
+                select(model.__table__).where(model.__table__.c.trial_id.in_(chosen))
+                .order_by(model.__table__.c[order])).all()
+                for name, model, order in _CHILDREN}
+        return _frozen_trials(rows, children)
+
     def _check_distributions(self, session: "Session", study_id: int,
                              dists: dict[str, BaseDistribution]) -> None:
         """Each distribution must be compatible with the study's first one of that name (as
@@ -138,6 +172,70 @@ class BulkRDBStorage(RDBStorage):
         for name, dist in dists.items():
             known = self._first_dists.setdefault((study_id, name), dist)
             check_distribution_compatibility(known, dist)
+
+
+def _models_children() -> list[tuple[str, Any, str]]:
+    from optuna.storages._rdb import models
+
+    return [("params", models.TrialParamModel, "param_id"),
+            ("values", models.TrialValueModel, "objective"),
+            ("user", models.TrialUserAttributeModel, "trial_user_attribute_id"),
+            ("system", models.TrialSystemAttributeModel, "trial_system_attribute_id"),
+            ("steps", models.TrialIntermediateValueModel, "step")]
+
+
+_CHILDREN = _models_children()
+
+
+def _local(utc: _dt.datetime | None) -> _dt.datetime | None:
+    """A naive UTC datetime of the RDB as naive local time (as ``TrialModel`` gives it)."""
+    if utc is None:
+        return None
+    return utc.replace(tzinfo=_dt.timezone.utc).astimezone().replace(tzinfo=None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _distribution(dist_json: str) -> BaseDistribution:
+    return json_to_distribution(dist_json)
+
+
+def _frozen_trials(rows: Sequence[Any], children: dict[str, Sequence[Any]]) -> list[FrozenTrial]:
+    """FrozenTrials from rows of the trials table and of its child tables, as
+    ``RDBStorage._build_frozen_trial_from_trial_model`` builds them."""
+    from optuna.storages._rdb import models
+
+    by_id: dict[int, dict[str, Any]] = {
+        r.trial_id: dict(params={}, dists={}, values={}, user={}, system={}, steps={})
+        for r in rows}
+    # rows of trials created after the trials query (no snapshot across queries) are skipped
+    for p in children["params"]:
+        if (d := by_id.get(p.trial_id)) is not None:
+            dist = _distribution(p.distribution_json)
+            d["params"][p.param_name] = dist.to_external_repr(p.param_value)
+            d["dists"][p.param_name] = dist
+    for v in children["values"]:
+        if (d := by_id.get(v.trial_id)) is not None:
+            d["values"][v.objective] = models.TrialValueModel.stored_repr_to_value(
+                v.value, v.value_type)
+    for kind in ("user", "system"):
+        for a in children[kind]:
+            if (d := by_id.get(a.trial_id)) is not None:
+                d[kind][a.key] = json.loads(a.value_json)
+    for v in children["steps"]:
+        if (d := by_id.get(v.trial_id)) is not None:
+            d["steps"][v.step] = \
+                models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                    v.intermediate_value, v.intermediate_value_type)
+    out = []
+    for r in rows:
+        d = by_id[r.trial_id]
+        values = [d["values"][k] for k in sorted(d["values"])] if d["values"] else None
+        out.append(FrozenTrial(
+            number=r.number, state=r.state, value=None, values=values,
+            datetime_start=_local(r.datetime_start), datetime_complete=_local(r.datetime_complete),
+            params=d["params"], distributions=d["dists"], user_attrs=d["user"],
+            system_attrs=d["system"], intermediate_values=d["steps"], trial_id=r.trial_id))
+    return out
 
 
 def _attr_rows(trial_id: int, attrs: dict[str, Any]) -> list[dict[str, Any]]:

@@ -169,3 +169,43 @@ def test_nan_fitness_is_a_failure(make_search, toy):
         s.run(n_generations=1)
     failed = s.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     assert len(failed) == 3 and all("NaN" in t.user_attrs["error"] for t in failed)
+
+
+def test_bulk_rdb_reads_trials_as_optuna_does(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(storage=RDBStorage(url), study_name="s",
+                                directions=["maximize", "minimize"])
+
+    def objective(trial):
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        trial.suggest_int("n", 1, 9)
+        trial.suggest_categorical("act", ["relu", "gelu", None])
+        trial.set_user_attr("u", {"a": [1, 2], "x": x})
+        trial.storage.set_trial_system_attr(trial._trial_id, "s", trial.number)
+        steps = {0: float("nan") if trial.number % 2 else x, 3: float("inf")}
+        for step, v in steps.items():
+            trial.storage.set_trial_intermediate_value(trial._trial_id, step, v)
+        if trial.number == 3:
+            raise optuna.TrialPruned()
+        if trial.number == 4:
+            raise RuntimeError("fail")
+        return (float("inf") if trial.number == 2 else x), -float(trial.number)
+
+    study.optimize(objective, n_trials=6, catch=(RuntimeError,))
+    study.enqueue_trial({"x": 0.5})
+    study.ask()                                                     # a RUNNING trial
+    study.enqueue_trial({"x": 0.25})                                # a WAITING one
+    plain, bulk = RDBStorage(url), open_storage(url)
+    sid = study._study_id
+    for args in [(None, set(), -1), ((TrialState.COMPLETE,), set(), -1), (None, {2, 4}, 3),
+                 (None, set(), 5), ((TrialState.RUNNING, TrialState.FAIL), {1}, 2)]:
+        want = plain._get_trials(sid, *args)
+        got = bulk._get_trials(sid, *args)
+        assert [_full(t) for t in got] == [_full(t) for t in want] and want, args
+    with pytest.raises(KeyError):
+        bulk._get_trials(sid + 1, None, set(), -1)
+
+
+def _full(t: FrozenTrial) -> tuple:
+    nan_safe = {k: ("nan" if v != v else v) for k, v in t.intermediate_values.items()}
+    return (_view(t), t._trial_id, t.values, t.datetime_complete, nan_safe)
