@@ -40,6 +40,27 @@ def add_pos_embed(m: Tensor, pos: Tensor) -> Tensor:
     return m + pos
 
 
+def patch_embed(m: Tensor, weight: Tensor, bias: Tensor, pos: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """Non-overlapping ``p×p`` patch convolution plus position embedding → tokens and grid.
+
+    On CPU this is one GEMM over the unfolded patches (a copy of the stem map in
+    (B, h, w, p, p, C) order) instead of a strided convolution, whose oneDNN backward is
+    several times slower. On CUDA, or when the map is not a multiple of ``p``, it is the
+    convolution.
+    """
+    e, c, p, _ = weight.shape
+    b, _, hh, ww = m.shape
+    if m.is_cuda or hh % p or ww % p:
+        m = add_pos_embed(F.conv2d(m, weight, bias, stride=p), pos)
+        return map_to_tokens(m), (m.shape[-2], m.shape[-1])
+    h, w = hh // p, ww // p
+    u = m.permute(0, 2, 3, 1).reshape(b, h, p, w, p, c).transpose(2, 3).reshape(b, h * w, p * p * c)
+    t = F.linear(u, weight.permute(0, 2, 3, 1).reshape(e, p * p * c), bias)
+    if pos.shape[-2:] != (h, w):
+        pos = F.interpolate(pos, size=(h, w), mode="bicubic", align_corners=False)
+    return t + map_to_tokens(pos), (h, w)
+
+
 def _rel_index(h: int, w: int, gh: int, gw: int, device: torch.device) -> Tensor:
     key = (h, w, gh, gw, str(device))
     idx = _INDEX_CACHE.get(key)
@@ -66,7 +87,9 @@ def relative_bias(table: Tensor, grid: int, hw: tuple[int, int]) -> Tensor:
         table = t.reshape(heads, -1).t()
         gh, gw = h, w
     n = h * w
-    return table[_rel_index(h, w, gh, gw, table.device)].view(n, n, heads).permute(2, 0, 1)
+    # gather along the offsets of the (heads, offsets) transpose: a contiguous (heads, N, N)
+    # result, and an index_add backward (much cheaper than indexing's accumulating index_put)
+    return table.t().index_select(1, _rel_index(h, w, gh, gw, table.device)).view(heads, n, n)
 
 
 def attention(x: Tensor, qkv_w: Tensor, qkv_b: Tensor, proj_w: Tensor, proj_b: Tensor,
@@ -86,8 +109,19 @@ def attention(x: Tensor, qkv_w: Tensor, qkv_b: Tensor, proj_w: Tensor, proj_b: T
         padded = mask.new_zeros(1, heads, n, n + 8 - n % 8)
         padded[..., :n] = mask
         mask = padded[..., :n]
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if mask.requires_grad and not mask.is_cuda:
+        o = _explicit_attention(q, k, v, mask)
+    else:
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return F.linear(o.transpose(1, 2).reshape(b, n, heads * HEAD_DIM), proj_w, proj_b)
+
+
+def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """``softmax(q·kᵀ/√d + mask)·v``, for a mask that needs a gradient on CPU: there SDPA
+    falls back to its math path, the same matmuls plus masked-row checks; without a mask
+    gradient its fused kernel is faster."""
+    a = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + mask
+    return torch.matmul(torch.softmax(a, -1), v)
 
 
 def mhse(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:

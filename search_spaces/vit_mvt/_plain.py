@@ -26,8 +26,8 @@ class Stem(nn.Sequential):
         super().__init__(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.is_cuda:  # channels-last: faster cuDNN convolutions and BatchNorm at 112²
-            x = x.contiguous(memory_format=torch.channels_last)
+        # channels-last: faster cuDNN / oneDNN convolutions and BatchNorm at 112²
+        x = x.contiguous(memory_format=torch.channels_last)
         return super().forward(x)
 
 
@@ -158,8 +158,7 @@ class ViTMVTNet(CheckedLoad, nn.Module):
 
     def embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Stem, patch convolution and position embedding → tokens and grid size."""
-        m = self.pos(self.patch(self.stem(x)))
-        return O.map_to_tokens(m), (m.shape[-2], m.shape[-1])
+        return O.patch_embed(self.stem(x), self.patch.weight, self.patch.bias, self.pos.weight)
 
     def forward_features(self, x: Tensor, out_indices: Sequence[int] | None = None) -> list[Tensor]:
         """2-D maps (B, E, h, w) after the chosen blocks (for detection / segmentation necks)."""

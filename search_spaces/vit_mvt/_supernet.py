@@ -260,9 +260,7 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
     def embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Stem, elastic patch convolution and position embedding → tokens and grid size."""
         e = self.arch.embed
-        m = F.conv2d(self.stem(x), self.patch_w[:e], self.patch_b[:e], stride=PATCH)
-        m = O.add_pos_embed(m, self.pos[:, :e])
-        return O.map_to_tokens(m), (m.shape[-2], m.shape[-1])
+        return O.patch_embed(self.stem(x), self.patch_w[:e], self.patch_b[:e], self.pos[:, :e])
 
     def forward_features(self, x: Tensor, task: str | None = None,
                          out_indices: Sequence[int] | None = None) -> list[Tensor]:
