@@ -13,6 +13,7 @@ import datetime as _dt
 import functools
 import json
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Container, Sequence
 
@@ -61,15 +62,37 @@ def open_storage(url: str | BaseStorage | None, *, work_dir: str | os.PathLike[s
             raise SearchError(f"cannot open storage '{url}': use an SQLAlchemy URL "
                               "(sqlite:///file.db, postgresql://…), journal:PATH, or a path "
                               "ending in .log/.journal/.jsonl")
-        if not url.startswith("sqlite"):
-            return BulkRDBStorage(url)
-        storage = BulkRDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        _tune_sqlite(storage)
-        return storage
+        return _open_rdb(url)
     except SearchError:
         raise
     except Exception as exc:  # SQLAlchemy / driver / OS errors of every kind
         raise SearchError(f"cannot open storage '{url}': {type(exc).__name__}: {exc}") from exc
+
+
+def _open_rdb(url: str, attempts: int = 20) -> "BulkRDBStorage":
+    """Open an RDB storage, retrying while another worker is creating the same fresh schema:
+    optuna creates its tables on first open, and two workers starting together on a new
+    database race ("table ... already exists"); the loser finds the tables on its next try."""
+    for attempt in range(attempts):
+        try:
+            if not url.startswith("sqlite"):
+                return BulkRDBStorage(url)
+            storage = BulkRDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            _tune_sqlite(storage)
+            return storage
+        except Exception as exc:
+            if attempt + 1 == attempts or not _is_schema_race(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_schema_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is a concurrent first-open collision (tables or the version row being
+    created by another process, or the database briefly locked while it does)."""
+    text = str(exc).lower()
+    return any(k in text for k in ("already exists", "database is locked", "unique constraint",
+                                   "duplicate key", "duplicate entry"))
 
 
 class BulkRDBStorage(RDBStorage):

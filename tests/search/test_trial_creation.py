@@ -209,3 +209,30 @@ def test_bulk_rdb_reads_trials_as_optuna_does(tmp_path):
 def _full(t: FrozenTrial) -> tuple:
     nan_safe = {k: ("nan" if v != v else v) for k, v in t.intermediate_values.items()}
     return (_view(t), t._trial_id, t.values, t.datetime_complete, nan_safe)
+
+
+
+def test_second_worker_creating_the_schema_meanwhile_is_not_an_error(tmp_path):
+    """Optuna creates its tables on first open; when another worker creates them between our
+    existence check and our CREATE TABLE (the race CI once hit: 'table studies already
+    exists'), opening must still succeed. The other worker is made to win deterministically."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    raced = []
+
+    def other_worker_wins(*_args, **_kwargs) -> None:
+        if not raced:
+            raced.append(True)
+            RDBStorage(url).engine.dispose()  # creates every table before our CREATE runs
+
+    event.listen(models.BaseModel.metadata, "before_create", other_worker_wins)
+    try:
+        storage = open_storage(url)
+    finally:
+        event.remove(models.BaseModel.metadata, "before_create", other_worker_wins)
+    assert raced
+    assert storage.get_all_studies() == []
+    optuna.create_study(study_name="after", storage=storage)
+    assert [s.study_name for s in storage.get_all_studies()] == ["after"]
