@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -107,11 +106,3 @@ def test_bad_arguments():
         make_loaders(("keypoints2d",), 16, 4, 2, 2)
     with pytest.raises(ConfigError, match="batch_size"):
         make_loaders(("normal",), 16, 2, 2, 4)
-
-
-def test_render_speed():
-    render_sample(0, 0, 64)
-    t = time.perf_counter()
-    for i in range(20):
-        render_sample(0, i, 64)
-    assert (time.perf_counter() - t) / 20 < 0.03  # a few ms per 64x64 image on one core

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import time
 
 import pytest
 
@@ -170,18 +169,6 @@ def test_single_task_space_has_no_sharing_genes():
     c = space.sample(random.Random(0))
     assert not any(k.startswith("share.") for k in c)
     assert space.count_params(c)["cls"] == space.count_params(c)["total"]
-
-
-def test_counting_speed():
-    space = build_space("base")
-    rng = random.Random(7)
-    cands = [space.sample(rng) for _ in range(3000)]
-    t0 = time.perf_counter()
-    for c in cands:
-        space.count_params(c)
-    rate = len(cands) / (time.perf_counter() - t0)
-    # the target is 50,000/s (measured in benchmarks/bench_vit_mvt.py); CI machines are shared
-    assert rate > 5_000, rate
 
 
 def test_micro_space_is_enumerable_and_param_range_exact(micro):
