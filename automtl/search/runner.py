@@ -40,7 +40,8 @@ from automtl.search.samplers import (CANDIDATE, INTERRUPTED, KEY, ORIGIN, WORKER
                                      EvolutionSampler, ParetoEvolutionSampler,
                                      RandomCandidateSampler, worker_id)
 from automtl.search.space import Candidate, SearchSpace
-from automtl.search.storage import default_storage_url, open_storage, study_exists
+from automtl.search.storage import (default_storage_url, finish_trial, open_storage,
+                                     study_exists)
 
 LOG = logging.getLogger("automtl.search")
 
@@ -370,7 +371,6 @@ class EvolutionSearch:
     def _one_trial(self, trials: list[FrozenTrial]) -> bool:
         """Create, evaluate and finish one trial; ``trials`` is a fresh read of the study."""
         trial, cand = self.sampler.create_trial(self.study, trials, annotate=self._annotate)
-        storage, tid = self.study._storage, trial._trial_id
         params = trial.user_attrs["params"]
         try:
             t, c = time.monotonic(), time.process_time()
@@ -380,31 +380,29 @@ class EvolutionSearch:
             values = self._values(scores, params)
         except Exception as exc:  # a failing candidate must not stop the search
             msg = f"{type(exc).__name__}: {exc}"
-            storage.set_trial_user_attr(tid, "error", msg[:2000])
-            self._finish(trial, TrialState.FAIL)
+            self._finish(trial, TrialState.FAIL, user_attrs={"error": msg[:2000]})
             LOG.warning("trial %d failed: %s (candidate %s)", trial.number, msg,
                         json.dumps(cand, sort_keys=True))
             return False
         # the scalar fitness is recorded in every mode (Pareto: for plots and the progress bar)
         fitness = values[0] if self.mode != "pareto" else float(self.fitness(scores))
-        storage.set_trial_user_attr(tid, "scores", scores)
-        storage.set_trial_user_attr(tid, "fitness", fitness)
-        self._finish(trial, TrialState.COMPLETE, values)
+        self._finish(trial, TrialState.COMPLETE, values,
+                     user_attrs={"scores": scores, "fitness": fitness})
         if self._tb is not None:
             self._log_tb(trial.number, float(fitness), params, scores)
         LOG.info("trial %d params=%d scores=%s value=%s", trial.number, params["total"],
                  json.dumps(scores), values)
         return True
 
-    def _finish(self, trial: FrozenTrial, state: TrialState,
-                values: list[float] | None = None) -> None:
+    def _finish(self, trial: FrozenTrial, state: TrialState, values: list[float] | None = None,
+                user_attrs: dict[str, Any] | None = None) -> None:
         """``study.tell`` without reading the trial back from the storage twice (a query each on
         an RDB storage; the values are checked by ``_values``): the sampler's ``after_trial``,
-        then the state and values in one write."""
+        then the user attributes, state and values in one write."""
         try:
             self.sampler.after_trial(self.study, trial, state, values)
         finally:
-            self.study._storage.set_trial_state_values(trial._trial_id, state, values)
+            finish_trial(self.study._storage, trial._trial_id, state, values, user_attrs)
 
     def _log_tb(self, step: int, fitness: float, params: Mapping[str, int],
                 scores: Mapping[str, float]) -> None:

@@ -212,6 +212,39 @@ def _full(t: FrozenTrial) -> tuple:
 
 
 
+@pytest.mark.parametrize("kind", ["bulk_rdb", "memory"])
+def test_finish_trial_records_what_optunas_calls_record(tmp_path, kind):
+    """One-transaction finish (RDB) and the fallback (other storages) both leave the trial as
+    set_trial_user_attr + set_trial_state_values would, and refuse a finished trial."""
+    from automtl.search.storage import finish_trial
+
+    url = f"sqlite:///{tmp_path / 'f.db'}" if kind == "bulk_rdb" else "memory"
+    mine = optuna.create_study(storage=open_storage(url), study_name="s",
+                               directions=["maximize", "minimize"])
+    ref = optuna.create_study(storage=RDBStorage(f"sqlite:///{tmp_path / 'ref.db'}"),
+                              study_name="s", directions=["maximize", "minimize"])
+    attrs = {"scores": {"cls": 0.5, "seg": 0.25}, "fitness": 0.75}
+    cases = [(TrialState.COMPLETE, [1.5, -2.0], attrs), (TrialState.FAIL, None, {"error": "E"}),
+             (TrialState.PRUNED, None, {})]
+    for state, values, user_attrs in cases:
+        for study in (mine, ref):
+            st = study._storage
+            tid = st.create_new_trial(study._study_id, template_trial=_template(a=1))
+            if study is mine:
+                finish_trial(st, tid, state, values, user_attrs)
+            else:
+                for k, v in user_attrs.items():
+                    st.set_trial_user_attr(tid, k, v)
+                st.set_trial_state_values(tid, state, values)
+    got, want = mine.get_trials(), ref.get_trials()
+    assert [(t.state, t.values, t.user_attrs, t.params) for t in got] == \
+           [(t.state, t.values, t.user_attrs, t.params) for t in want]
+    assert all(t.datetime_complete is not None for t in got)
+    with pytest.raises(RuntimeError, match="finished"):
+        finish_trial(mine._storage, got[0]._trial_id, TrialState.FAIL, None, {"error": "again"})
+    assert mine.get_trials()[0].state == TrialState.COMPLETE
+
+
 def test_second_worker_creating_the_schema_meanwhile_is_not_an_error(tmp_path):
     """Optuna creates its tables on first open; when another worker creates them between our
     existence check and our CREATE TABLE (the race CI once hit: 'table studies already
