@@ -48,6 +48,43 @@ def test_bulk_rdb_template_reads_back_as_optunas(tmp_path):
     assert [v[0] for v in got[0]] == [0, 1, 2, 3]
 
 
+def test_bulk_rdb_created_trial_is_what_a_read_returns(tmp_path):
+    """The FrozenTrial ``_create_new_trial`` hands to optuna's cache equals a fresh read."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    bulk = open_storage(url)
+    sid = optuna.create_study(storage=bulk, study_name="s")._study_id
+    made = bulk._create_new_trial(sid, template_trial=_template(a=2, b=3))
+    read = RDBStorage(url).get_trial(made._trial_id)
+    assert _view(made) == _view(read) and made._trial_id == read._trial_id
+    with pytest.raises(KeyError):
+        bulk._create_new_trial(sid + 1, template_trial=_template(a=1))
+
+
+def test_bulk_rdb_numbers_stay_unique_across_concurrent_workers(tmp_path):
+    """Trial numbers are assigned inside the creating transaction: 4 workers (own engines)
+    creating at once get the numbers 0..n-1 exactly once, in trial-id order."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    sid = optuna.create_study(storage=open_storage(url), study_name="s")._study_id
+    stores = [open_storage(url) for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def work(st):
+        start.wait()
+        for i in range(10):
+            st._create_new_trial(sid, template_trial=_template(a=1 + i % 3))
+
+    threads = [threading.Thread(target=work, args=(st,)) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    trials = RDBStorage(url).get_all_trials(sid)
+    by_id = sorted(trials, key=lambda t: t._trial_id)
+    assert [t.number for t in by_id] == list(range(40))
+
+
 def test_bulk_rdb_checks_distributions_against_the_study(tmp_path):
     st = open_storage(f"sqlite:///{tmp_path / 'b.db'}")
     study = optuna.create_study(storage=st, study_name="s")
@@ -239,7 +276,8 @@ def test_finish_trial_records_what_optunas_calls_record(tmp_path, kind):
     got, want = mine.get_trials(), ref.get_trials()
     assert [(t.state, t.values, t.user_attrs, t.params) for t in got] == \
            [(t.state, t.values, t.user_attrs, t.params) for t in want]
-    assert all(t.datetime_complete is not None for t in got)
+    now = dt.datetime.now()                                         # naive local, as optuna's
+    assert all(abs((t.datetime_complete - now).total_seconds()) < 60 for t in got)
     with pytest.raises(RuntimeError, match="finished"):
         finish_trial(mine._storage, got[0]._trial_id, TrialState.FAIL, None, {"error": "again"})
     assert mine.get_trials()[0].state == TrialState.COMPLETE
