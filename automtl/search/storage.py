@@ -200,17 +200,22 @@ class BulkRDBStorage(RDBStorage):
                 trials_t.c.study_id == study_id, trials_t.c.trial_id < tid)).scalar_one()
             conn.execute(update(trials_t).where(trials_t.c.trial_id == tid)
                          .values(number=number))
-        frozen = copy.deepcopy(template)
-        frozen.number, frozen._trial_id = number, tid
-        frozen.datetime_start = _local(_utc(template.datetime_start))
-        return frozen
+        # optuna deep-copies the template; the distributions are immutable values, so only the
+        # attribute dicts (JSON values a caller might still mutate) are copied deeply
+        return FrozenTrial(number=number, state=template.state, value=None, values=None,
+                           datetime_start=_local(_utc(template.datetime_start)),
+                           datetime_complete=_local(_utc(template.datetime_complete)),
+                           params=dict(template.params), distributions=dict(dists),
+                           user_attrs=copy.deepcopy(template.user_attrs),
+                           system_attrs=copy.deepcopy(template.system_attrs),
+                           intermediate_values={}, trial_id=tid)
 
     def _get_trials(self, study_id: int, states: Container[TrialState] | None,
                     included_trial_ids: set[int], trial_id_greater_than: int
                     ) -> list[FrozenTrial]:
         """``RDBStorage._get_trials`` (what the cached storage reads new and unfinished trials
-        with) in plain SQL rows instead of ORM objects: one query per table, a third of the
-        time on SQLite."""
+        with) in plain SQL rows instead of ORM objects: the trials, then all their children in
+        one query."""
         from optuna.storages._rdb import models
         from sqlalchemy import or_, select
 
@@ -230,11 +235,7 @@ class BulkRDBStorage(RDBStorage):
                         models.StudyModel.__table__.c.study_id == study_id)).first() is None:
                     raise KeyError(f"study {study_id} not found")
                 return []
-            chosen = select(trials_t.c.trial_id).where(*where).scalar_subquery()
-            children = {name: conn.execute(
-                select(model.__table__).where(model.__table__.c.trial_id.in_(chosen))
-                .order_by(model.__table__.c[order])).all()
-                for name, model, order in _CHILDREN}
+            children = conn.execute(_CHILDREN_QUERY, {"ids": [r.trial_id for r in rows]}).all()
         return _frozen_trials(rows, children)
 
     def _check_distributions(self, conn: "Connection", study_id: int,
@@ -262,17 +263,46 @@ class BulkRDBStorage(RDBStorage):
             check_distribution_compatibility(known, dist)
 
 
-def _models_children() -> list[tuple[str, Any, str]]:
+_PARAM, _VALUE, _USER, _SYSTEM, _STEP = range(5)
+
+
+def _children_query() -> Any:
+    """One UNION ALL over the five child tables of the trials ``:ids``, as rows
+    ``(kind, trial_id, name, idx, num, text, vtype, ord)`` ordered as optuna orders each table:
+    one query instead of five (each SQL round trip costs ~0.2 ms on SQLite)."""
     from optuna.storages._rdb import models
+    from sqlalchemy import (Float, Integer, String, Text, bindparam, cast, literal, null, select,
+                            union_all)
 
-    return [("params", models.TrialParamModel, "param_id"),
-            ("values", models.TrialValueModel, "objective"),
-            ("user", models.TrialUserAttributeModel, "trial_user_attribute_id"),
-            ("system", models.TrialSystemAttributeModel, "trial_system_attribute_id"),
-            ("steps", models.TrialIntermediateValueModel, "step")]
+    trial_ids = bindparam("ids", expanding=True)
+
+    def row(kind: int, table: Any, *, name: Any = None, idx: Any = None, num: Any = None,
+            text: Any = None, vtype: Any = None, order: Any) -> Any:
+        return select(literal(kind, Integer).label("kind"), table.c.trial_id.label("trial_id"),
+                      cast(null() if name is None else name, String).label("name"),
+                      cast(null() if idx is None else idx, Integer).label("idx"),
+                      cast(null() if num is None else num, Float).label("num"),
+                      cast(null() if text is None else text, Text).label("text"),
+                      cast(null() if vtype is None else vtype, String).label("vtype"),
+                      cast(order, Integer).label("ord")).where(table.c.trial_id.in_(trial_ids))
+
+    p, v = models.TrialParamModel.__table__, models.TrialValueModel.__table__
+    u, sy = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
+    st = models.TrialIntermediateValueModel.__table__
+    both = union_all(
+        row(_PARAM, p, name=p.c.param_name, num=p.c.param_value, text=p.c.distribution_json,
+            order=p.c.param_id),
+        row(_VALUE, v, idx=v.c.objective, num=v.c.value, vtype=v.c.value_type,
+            order=v.c.objective),
+        row(_USER, u, name=u.c.key, text=u.c.value_json, order=u.c.trial_user_attribute_id),
+        row(_SYSTEM, sy, name=sy.c.key, text=sy.c.value_json,
+            order=sy.c.trial_system_attribute_id),
+        row(_STEP, st, idx=st.c.step, num=st.c.intermediate_value,
+            vtype=st.c.intermediate_value_type, order=st.c.step)).subquery()
+    return select(both).order_by(both.c.kind, both.c.ord)
 
 
-_CHILDREN = _models_children()
+_CHILDREN_QUERY = _children_query()  # built once: its SQL is compiled once per dialect
 
 
 def _utc(local: _dt.datetime | None) -> _dt.datetime | None:
@@ -294,33 +324,33 @@ def _distribution(dist_json: str) -> BaseDistribution:
     return json_to_distribution(dist_json)
 
 
-def _frozen_trials(rows: Sequence[Any], children: dict[str, Sequence[Any]]) -> list[FrozenTrial]:
-    """FrozenTrials from rows of the trials table and of its child tables, as
+def _frozen_trials(rows: Sequence[Any], children: Sequence[Any]) -> list[FrozenTrial]:
+    """FrozenTrials from rows of the trials table and of :func:`_children_query`, as
     ``RDBStorage._build_frozen_trial_from_trial_model`` builds them."""
     from optuna.storages._rdb import models
 
+    value_types = models.TrialValueModel.TrialValueType
+    step_types = models.TrialIntermediateValueModel.TrialIntermediateValueType
     by_id: dict[int, dict[str, Any]] = {
         r.trial_id: dict(params={}, dists={}, values={}, user={}, system={}, steps={})
         for r in rows}
-    # rows of trials created after the trials query (no snapshot across queries) are skipped
-    for p in children["params"]:
-        if (d := by_id.get(p.trial_id)) is not None:
-            dist = _distribution(p.distribution_json)
-            d["params"][p.param_name] = dist.to_external_repr(p.param_value)
-            d["dists"][p.param_name] = dist
-    for v in children["values"]:
-        if (d := by_id.get(v.trial_id)) is not None:
-            d["values"][v.objective] = models.TrialValueModel.stored_repr_to_value(
-                v.value, v.value_type)
-    for kind in ("user", "system"):
-        for a in children[kind]:
-            if (d := by_id.get(a.trial_id)) is not None:
-                d[kind][a.key] = json.loads(a.value_json)
-    for v in children["steps"]:
-        if (d := by_id.get(v.trial_id)) is not None:
-            d["steps"][v.step] = \
+    for c in children:
+        # rows of trials created after the trials query (no snapshot across queries) are skipped
+        if (d := by_id.get(c.trial_id)) is None:
+            continue
+        if c.kind == _PARAM:
+            dist = _distribution(c.text)
+            d["params"][c.name] = dist.to_external_repr(c.num)
+            d["dists"][c.name] = dist
+        elif c.kind == _VALUE:
+            d["values"][c.idx] = models.TrialValueModel.stored_repr_to_value(
+                c.num, value_types[c.vtype])
+        elif c.kind in (_USER, _SYSTEM):
+            d["user" if c.kind == _USER else "system"][c.name] = json.loads(c.text)
+        else:
+            d["steps"][c.idx] = \
                 models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                    v.intermediate_value, v.intermediate_value_type)
+                    c.num, step_types[c.vtype])
     out = []
     for r in rows:
         d = by_id[r.trial_id]
