@@ -96,14 +96,18 @@ class _CandidateAssigner:
         """Candidates for the trial numbered ``number``, as ``(key, candidate, origin)``:
         first the candidates of interrupted trials nobody holds, then proposals from
         ``parents``; none is held by a live trial of ``trials`` or drawn before."""
-        taken = {t.system_attrs[KEY] for t in trials if t._trial_id != exclude_id and is_live(t)}
-        orphans = []
+        # one pass over the study (it runs once per trial; a study holds thousands)
+        taken, interrupted, slot = set(), [], 0
         for t in trials:
-            if t.system_attrs.get(INTERRUPTED) and CANDIDATE in t.system_attrs \
-                    and t.system_attrs.get(KEY) not in taken:
-                orphans.append((t.system_attrs[KEY], t.system_attrs[CANDIDATE]))
-        slot = sum(1 for t in trials if t.number < number and is_live(t)
-                   and t.system_attrs.get(gen_key) == generation)
+            attrs = t.system_attrs
+            if is_live(t):
+                if t._trial_id != exclude_id:
+                    taken.add(attrs[KEY])
+                if t.number < number and attrs.get(gen_key) == generation:
+                    slot += 1
+            elif attrs.get(INTERRUPTED) and CANDIDATE in attrs:
+                interrupted.append((attrs[KEY], attrs[CANDIDATE]))
+        orphans = [(k, c) for k, c in interrupted if k not in taken]
         parent_cands = [p.system_attrs[CANDIDATE] for p in parents if CANDIDATE in p.system_attrs]
         while True:
             if orphans:
@@ -260,7 +264,7 @@ class _AssignedCandidates:
             tid = storage.create_new_trial(sid, template_trial=template)
             trials = storage.get_all_trials(sid, deepcopy=False)
             mine = next(t for t in reversed(trials) if t._trial_id == tid)
-            if not any(t.number < mine.number and is_live(t) and t.system_attrs[KEY] == key
+            if not any(t.system_attrs.get(KEY) == key and t.number < mine.number and is_live(t)
                        for t in trials):
                 self.assigner._assigned[tid] = cand
                 return mine, cand
