@@ -61,15 +61,28 @@ class BulkRDBStorage(RDBStorage):
                 self.check_trial_is_updatable(trial_id, found.state)
                 raise optuna.exceptions.StorageInternalError(
                     f"trial {trial_id} could not be finished")
+            upsert = _upserts(self.engine.dialect.name)
             if user_attrs:
-                conn.execute(sql.drop_user_attrs, {"b_tid": trial_id, "keys": list(user_attrs)})
-                conn.execute(sql.insert_user_attrs, _attr_rows(trial_id, user_attrs))
+                if upsert is None:
+                    conn.execute(sql.drop_user_attrs, {"b_tid": trial_id,
+                                                       "keys": list(user_attrs)})
+                conn.execute(upsert.user_attrs if upsert else sql.insert_user_attrs,
+                             _attr_rows(trial_id, user_attrs))
             if values:
-                conn.execute(sql.drop_values, {"b_tid": trial_id})
-                conn.execute(sql.insert_values, [
+                if upsert is None:
+                    conn.execute(sql.drop_values, {"b_tid": trial_id})
+                conn.execute(upsert.values if upsert else sql.insert_values, [
                     dict(trial_id=trial_id, objective=i, value=stored, value_type=kind)
                     for i, (stored, kind) in enumerate(
                         models.TrialValueModel.value_to_stored_repr(v) for v in values)])
+
+    def earlier_holders(self, study_id: int, trial_id: int, key: str, value: Any) -> list[int]:
+        """Ids of the study's trials created before ``trial_id`` whose system attribute
+        ``key`` equals ``value``: one query where a duplicate check would read the study."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(_sql().holders, {
+                "sid": study_id, "b_tid": trial_id, "attr": key,
+                "value": json.dumps(value)}).scalars())
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None
                           ) -> FrozenTrial:
@@ -239,7 +252,35 @@ def _sql() -> SimpleNamespace:
         drop_user_attrs=delete(user).where(user.c.trial_id == tid,
                                            user.c.key.in_(bindparam("keys", expanding=True))),
         drop_values=delete(values).where(values.c.trial_id == tid),
+        holders=select(system.c.trial_id).join(trials, trials.c.trial_id == system.c.trial_id)
+        .where(trials.c.study_id == bindparam("sid"), system.c.trial_id < tid,
+               system.c.key == bindparam("attr"), system.c.value_json == bindparam("value")),
         children=_children_query())
+
+
+@functools.cache
+def _upserts(dialect: str) -> SimpleNamespace | None:
+    """INSERT … ON CONFLICT DO UPDATE for user attributes and values where the dialect has it
+    (SQLite, PostgreSQL): one statement each instead of a DELETE and an INSERT. ``None``
+    elsewhere (those take the DELETE + INSERT path)."""
+    if dialect not in ("sqlite", "postgresql"):
+        return None
+    from importlib import import_module
+
+    from optuna.storages._rdb import models
+
+    insert = import_module(f"sqlalchemy.dialects.{dialect}").insert
+
+    def upsert(table: Any, unique: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+        stmt = insert(table)
+        return stmt.on_conflict_do_update(index_elements=list(unique),
+                                          set_={c: stmt.excluded[c] for c in columns})
+
+    return SimpleNamespace(
+        user_attrs=upsert(models.TrialUserAttributeModel.__table__, ("trial_id", "key"),
+                          ("value_json",)),
+        values=upsert(models.TrialValueModel.__table__, ("trial_id", "objective"),
+                      ("value", "value_type")))
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automtl.errors import SearchError
 from automtl.search.proposer import EvolutionConfig, Proposer
 from automtl.search.space import Candidate, SearchSpace
+from automtl.search.storage import created_without_rival
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -242,7 +243,9 @@ class _AssignedCandidates:
         ``trials`` is a recent read of the study. Duplicates across workers: the trial holds
         its key from its creation and trial numbers follow creation order, so the later of two
         trials holding one key sees the earlier in its re-read of the study and gives up
-        (PRUNED, ``DUPLICATE`` set, never evaluated); the candidate is then drawn again.
+        (PRUNED, ``DUPLICATE`` set, never evaluated); the candidate is then drawn again. On our
+        RDB storage one query for earlier holders of the key replaces the re-read when there
+        are none (the common case).
 
         Returns the created trial (as read back) and its candidate.
         """
@@ -262,6 +265,10 @@ class _AssignedCandidates:
             if annotate is not None:
                 annotate(template, cand)
             tid = storage.create_new_trial(sid, template_trial=template)
+            mine = created_without_rival(storage, sid, tid, KEY, key)  # one query on an RDB
+            if mine is not None:
+                self.assigner._assigned[tid] = cand
+                return mine, cand
             trials = storage.get_all_trials(sid, deepcopy=False)
             mine = next(t for t in reversed(trials) if t._trial_id == tid)
             if not any(t.system_attrs.get(KEY) == key and t.number < mine.number and is_live(t)

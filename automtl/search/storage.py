@@ -17,13 +17,13 @@ from typing import Any, Sequence
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automtl.errors import SearchError
 from automtl.search.rdb import BulkRDBStorage
 
-__all__ = ["BulkRDBStorage", "default_storage_url", "finish_trial", "list_studies",
-           "open_storage", "study_exists"]
+__all__ = ["BulkRDBStorage", "created_without_rival", "default_storage_url", "finish_trial",
+           "list_studies", "open_storage", "study_exists"]
 
 _JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 
@@ -119,6 +119,26 @@ def finish_trial(storage: BaseStorage, trial_id: int, state: TrialState,
     for key, value in (user_attrs or {}).items():
         storage.set_trial_user_attr(trial_id, key, value)
     storage.set_trial_state_values(trial_id, state, values)
+
+
+def created_without_rival(storage: BaseStorage, study_id: int, trial_id: int, key: str,
+                          value: Any) -> FrozenTrial | None:
+    """The trial ``trial_id`` just created, when the storage can tell cheaply that no earlier
+    trial of the study holds system attribute ``key`` = ``value`` (our RDB storage behind
+    optuna's cache: one query instead of reading the study); ``None`` otherwise (a rival
+    exists, or the caller must read the study to know)."""
+    backend = getattr(storage, "_backend", None)
+    if not isinstance(backend, BulkRDBStorage):
+        return None
+    try:  # the FrozenTrial optuna's cache keeps for a trial this process created
+        with storage._lock:  # type: ignore[attr-defined]
+            sid, number = storage._trial_id_to_study_id_and_number[trial_id]  # type: ignore[attr-defined]
+            mine = storage._studies[sid].trials[number]  # type: ignore[attr-defined]
+    except (AttributeError, KeyError):
+        return None
+    if backend.earlier_holders(study_id, trial_id, key, value):
+        return None
+    return mine
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:

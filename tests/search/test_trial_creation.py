@@ -136,10 +136,15 @@ def test_next_generation_is_optunas_rule():
         assert next_generation(trials, key, pop) == expected
 
 
-def test_later_trial_holding_a_taken_key_gives_way(make_search):
+def _storage_url(kind: str, tmp_path) -> str:
+    return "memory" if kind == "memory" else f"sqlite:///{tmp_path / 'race.db'}"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_later_trial_holding_a_taken_key_gives_way(make_search, kind, tmp_path):
     """Another worker creates a trial with the same candidate between our read and our write:
     ours (created later, higher number) is PRUNED and marked, the candidate drawn again."""
-    s = make_search()
+    s = make_search(storage=_storage_url(kind, tmp_path))
     storage, sid = s.study._storage, s.study._study_id
     real = storage.create_new_trial
     rivals = []
@@ -162,8 +167,38 @@ def test_later_trial_holding_a_taken_key_gives_way(make_search):
     assert s.space.key(cand) == trial.system_attrs[KEY]
 
 
-def test_duplicate_given_up_trials_do_not_count(make_search):
-    s = make_search()
+def test_rdb_checks_for_rivals_with_one_query_instead_of_a_read(make_search, tmp_path):
+    """On SQLite a trial nobody else holds is accepted without re-reading the study, and is
+    what a read returns; ``earlier_holders`` finds an earlier trial holding the key."""
+    s = make_search(storage=_storage_url("sqlite", tmp_path))
+    storage, sid = s.study._storage, s.study._study_id
+    real_create, real_read = storage.create_new_trial, storage.get_all_trials
+    created, reads_after = [], []
+
+    def create(study_id, template_trial=None):
+        created.append(real_create(study_id, template_trial=template_trial))
+        return created[-1]
+
+    def read(*args, **kwargs):
+        if created:
+            reads_after.append(args)
+        return real_read(*args, **kwargs)
+
+    storage.create_new_trial, storage.get_all_trials = create, read
+    trial, cand = s.sampler.create_trial(s.study, real_read(sid, deepcopy=False))
+    assert created == [trial._trial_id] and reads_after == []
+    back = RDBStorage(_storage_url("sqlite", tmp_path)).get_trial(trial._trial_id)
+    assert _view(trial) == _view(back)
+    backend, key = storage._backend, trial.system_attrs[KEY]
+    assert backend.earlier_holders(sid, trial._trial_id, KEY, key) == []
+    later = real_create(sid, template_trial=_copy(trial))
+    assert backend.earlier_holders(sid, later, KEY, key) == [trial._trial_id]
+    assert backend.earlier_holders(sid, later, KEY, key + "x") == []
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_duplicate_given_up_trials_do_not_count(make_search, kind, tmp_path):
+    s = make_search(storage=_storage_url(kind, tmp_path))
     storage, sid = s.study._storage, s.study._study_id
     real = storage.create_new_trial
     made = []
@@ -249,20 +284,26 @@ def _full(t: FrozenTrial) -> tuple:
 
 
 
-@pytest.mark.parametrize("kind", ["bulk_rdb", "memory"])
-def test_finish_trial_records_what_optunas_calls_record(tmp_path, kind):
-    """One-transaction finish (RDB) and the fallback (other storages) both leave the trial as
-    set_trial_user_attr + set_trial_state_values would, and refuse a finished trial."""
+@pytest.mark.parametrize("kind", ["bulk_rdb", "bulk_rdb_delete_insert", "memory"])
+def test_finish_trial_records_what_optunas_calls_record(tmp_path, kind, monkeypatch):
+    """One-transaction finish (RDB, with upserts or, for dialects without them, DELETE +
+    INSERT) and the fallback (other storages) leave the trial as set_trial_user_attr +
+    set_trial_state_values would (an existing attribute replaced), and refuse a finished
+    trial."""
+    import automtl.search.rdb as rdb
     from automtl.search.storage import finish_trial
 
-    url = f"sqlite:///{tmp_path / 'f.db'}" if kind == "bulk_rdb" else "memory"
+    if kind == "bulk_rdb_delete_insert":
+        monkeypatch.setattr(rdb, "_upserts", lambda dialect: None)
+    url = f"sqlite:///{tmp_path / 'f.db'}" if kind.startswith("bulk_rdb") else "memory"
     mine = optuna.create_study(storage=open_storage(url), study_name="s",
                                directions=["maximize", "minimize"])
     ref = optuna.create_study(storage=RDBStorage(f"sqlite:///{tmp_path / 'ref.db'}"),
                               study_name="s", directions=["maximize", "minimize"])
     attrs = {"scores": {"cls": 0.5, "seg": 0.25}, "fitness": 0.75}
     cases = [(TrialState.COMPLETE, [1.5, -2.0], attrs), (TrialState.FAIL, None, {"error": "E"}),
-             (TrialState.PRUNED, None, {})]
+             (TrialState.PRUNED, None, {}),
+             (TrialState.COMPLETE, [float("inf"), 0.0], {"params": {"total": 9}})]  # replaced
     for state, values, user_attrs in cases:
         for study in (mine, ref):
             st = study._storage
