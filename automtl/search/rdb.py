@@ -107,8 +107,10 @@ class BulkRDBStorage(RDBStorage):
         sql = _sql()
         dists = template.distributions
         with self.engine.begin() as conn:
-            # the study row lock orders numbering between workers (SQLite: the writer lock)
-            if conn.execute(sql.lock_study, {"sid": study_id}).first() is None:
+            # the study row lock orders numbering between workers; SQLite has no row locks
+            # (its writer lock, taken by the INSERT, does it) and the study is checked below
+            if self.engine.dialect.name != "sqlite" \
+                    and conn.execute(sql.lock_study, {"sid": study_id}).first() is None:
                 raise KeyError(f"No study with study_id {study_id} exists.")
             tid = conn.execute(sql.insert_trial, dict(
                 study_id=study_id, number=None, state=template.state,
@@ -124,7 +126,10 @@ class BulkRDBStorage(RDBStorage):
                                (sql.insert_system_attrs, _attr_rows(tid, template.system_attrs))):
                 if rows:
                     conn.execute(stmt, rows)
-            number = conn.execute(sql.count_before, {"sid": study_id, "b_tid": tid}).scalar_one()
+            number, study = conn.execute(sql.count_before,
+                                         {"sid": study_id, "b_tid": tid}).one()
+            if study is None:  # rolls the insert back
+                raise KeyError(f"No study with study_id {study_id} exists.")
             conn.execute(sql.set_number, {"b_tid": tid, "b_number": number})
         # optuna deep-copies the template; the distributions are immutable values, so only the
         # attribute dicts (JSON values a caller might still mutate) are copied deeply
@@ -241,8 +246,12 @@ def _sql() -> SimpleNamespace:
         insert_user_attrs=insert(user),
         insert_system_attrs=insert(system),
         insert_values=insert(values),
-        count_before=select(func.count(trials.c.trial_id))
-        .where(trials.c.study_id == bindparam("sid"), trials.c.trial_id < tid),
+        count_before=select(  # optuna's trial number, and whether the study exists
+            select(func.count(trials.c.trial_id))
+            .where(trials.c.study_id == bindparam("sid"), trials.c.trial_id < tid)
+            .scalar_subquery(),
+            select(studies.c.study_id).where(studies.c.study_id == bindparam("sid"))
+            .scalar_subquery()),
         set_number=update(trials).where(trials.c.trial_id == tid)
         .values(number=bindparam("b_number")),
         finish=update(trials).where(trials.c.trial_id == tid, trials.c.state.in_(unfinished))

@@ -58,6 +58,10 @@ def test_bulk_rdb_created_trial_is_what_a_read_returns(tmp_path):
     assert _view(made) == _view(read) and made._trial_id == read._trial_id
     with pytest.raises(KeyError):
         bulk._create_new_trial(sid + 1, template_trial=_template(a=1))
+    import sqlite3                                                  # nothing of it was kept
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+        assert db.execute("SELECT count(*) FROM trial_params").fetchone()[0] == 2
 
 
 def test_bulk_rdb_numbers_stay_unique_across_concurrent_workers(tmp_path):
