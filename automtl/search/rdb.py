@@ -76,12 +76,14 @@ class BulkRDBStorage(RDBStorage):
                     for i, (stored, kind) in enumerate(
                         models.TrialValueModel.value_to_stored_repr(v) for v in values)])
 
-    def earlier_holders(self, study_id: int, trial_id: int, key: str, value: Any) -> list[int]:
-        """Ids of the study's trials created before ``trial_id`` whose system attribute
-        ``key`` equals ``value``: one query where a duplicate check would read the study."""
+    def earlier_holders(self, study_id: int, trial_id: int, key: str, value: Any,
+                        after_id: int = -1) -> list[int]:
+        """Ids of the study's trials created after ``after_id`` and before ``trial_id`` whose
+        system attribute ``key`` equals ``value``: one query (a range of the trial-id index)
+        where a duplicate check would read the study."""
         with self.engine.connect() as conn:
             return list(conn.execute(_sql().holders, {
-                "sid": study_id, "b_tid": trial_id, "attr": key,
+                "sid": study_id, "b_tid": trial_id, "after": after_id, "attr": key,
                 "value": json.dumps(value)}).scalars())
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None
@@ -263,6 +265,7 @@ def _sql() -> SimpleNamespace:
         drop_values=delete(values).where(values.c.trial_id == tid),
         holders=select(system.c.trial_id).join(trials, trials.c.trial_id == system.c.trial_id)
         .where(trials.c.study_id == bindparam("sid"), system.c.trial_id < tid,
+               system.c.trial_id > bindparam("after"),
                system.c.key == bindparam("attr"), system.c.value_json == bindparam("value")),
         children=_children_query())
 

@@ -265,7 +265,9 @@ class _AssignedCandidates:
             if annotate is not None:
                 annotate(template, cand)
             tid = storage.create_new_trial(sid, template_trial=template)
-            mine = created_without_rival(storage, sid, tid, KEY, key)  # one query on an RDB
+            # draw() excluded the keys of the live trials read, so only newer ones can rival
+            seen = max((t._trial_id for t in trials), default=-1)
+            mine = created_without_rival(storage, sid, tid, KEY, key, seen)  # one RDB query
             if mine is not None:
                 self.assigner._assigned[tid] = cand
                 return mine, cand

@@ -122,11 +122,12 @@ def finish_trial(storage: BaseStorage, trial_id: int, state: TrialState,
 
 
 def created_without_rival(storage: BaseStorage, study_id: int, trial_id: int, key: str,
-                          value: Any) -> FrozenTrial | None:
-    """The trial ``trial_id`` just created, when the storage can tell cheaply that no earlier
-    trial of the study holds system attribute ``key`` = ``value`` (our RDB storage behind
-    optuna's cache: one query instead of reading the study); ``None`` otherwise (a rival
-    exists, or the caller must read the study to know)."""
+                          value: Any, after_id: int = -1) -> FrozenTrial | None:
+    """The trial ``trial_id`` just created, when the storage can tell cheaply that no trial
+    created after ``after_id`` (the newest one the caller has already checked) and before it
+    holds system attribute ``key`` = ``value`` (our RDB storage behind optuna's cache: one
+    query instead of reading the study); ``None`` otherwise (a rival exists, or the caller
+    must read the study to know)."""
     backend = getattr(storage, "_backend", None)
     if not isinstance(backend, BulkRDBStorage):
         return None
@@ -136,7 +137,7 @@ def created_without_rival(storage: BaseStorage, study_id: int, trial_id: int, ke
             mine = storage._studies[sid].trials[number]  # type: ignore[attr-defined]
     except (AttributeError, KeyError):
         return None
-    if backend.earlier_holders(study_id, trial_id, key, value):
+    if backend.earlier_holders(study_id, trial_id, key, value, after_id):
         return None
     return mine
 

@@ -198,6 +198,7 @@ def test_rdb_checks_for_rivals_with_one_query_instead_of_a_read(make_search, tmp
     later = real_create(sid, template_trial=_copy(trial))
     assert backend.earlier_holders(sid, later, KEY, key) == [trial._trial_id]
     assert backend.earlier_holders(sid, later, KEY, key + "x") == []
+    assert backend.earlier_holders(sid, later, KEY, key, after_id=trial._trial_id) == []
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
