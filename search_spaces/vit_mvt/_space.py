@@ -11,6 +11,9 @@ from . import _genes as G
 from ._config import DEFAULT_OUTPUTS, LINEARS, SHARED, SPACES, SPECIFIC, Arch, SpaceConfig
 from ._counting import ParamTable
 
+#: candidates whose parsed form a space keeps (a few hundred bytes each)
+_PARSE_MEMO = 50_000
+
 
 class ViTMVTSpace(SearchSpace):
     """Elastic ViT-MVT architectures plus per-layer, per-task sharing of the adaptive linears.
@@ -50,6 +53,7 @@ class ViTMVTSpace(SearchSpace):
         self.head_kinds = {t: kinds[t] for t in tasks}
         self.name = f"vit_mvt_{cfg.name}"
         self._table = ParamTable(cfg, tasks, self.num_outputs)
+        self._memo: dict[tuple, list] = {}
 
     def __repr__(self) -> str:
         return f"ViTMVTSpace({self.cfg.name!r}, tasks={self.tasks})"
@@ -116,13 +120,37 @@ class ViTMVTSpace(SearchSpace):
         return {k: (ca[k] if rng.random() < 0.5 else cb[k]) for k in ca}
 
     def canonical(self, candidate: Candidate) -> Candidate:
-        """Validated normal form: typed values, genes beyond the depth dropped, sharing filled."""
-        return G.to_genes(self.parse(candidate), self.tasks)
+        """Validated normal form: typed values, genes beyond the depth dropped, sharing filled
+        (a fresh dict each call)."""
+        entry = self._memo_entry(candidate)
+        if entry is None:
+            return G.to_genes(G.parse(candidate, self.cfg, self.tasks), self.tasks)
+        if entry[1] is None:
+            entry[1] = G.to_genes(entry[0], self.tasks)
+        return dict(entry[1])
 
     # ---------------------------------------------------------------- checks and counts
     def parse(self, candidate: Mapping[str, Any]) -> Arch:
         """Validate and parse a candidate into an :class:`Arch`."""
-        return G.parse(candidate, self.cfg, self.tasks)
+        entry = self._memo_entry(candidate)
+        return G.parse(candidate, self.cfg, self.tasks) if entry is None else entry[0]
+
+    def _memo_entry(self, candidate: Mapping[str, Any]) -> list | None:
+        """``[arch, genes or None]`` of ``candidate``, parsed (and validated) once: a search
+        parses the same parents and children many times, ~0.2 ms each. A value's type is part
+        of the memo key, so ``13``, ``13.0`` and ``True`` are each validated. ``None`` for a
+        candidate with unhashable values (the caller's parse then says what is wrong)."""
+        try:
+            key = tuple(sorted((k, type(v), v) for k, v in candidate.items()))
+            entry = self._memo.get(key)
+        except TypeError:
+            return None
+        if entry is None:
+            arch = G.parse(candidate, self.cfg, self.tasks)
+            if len(self._memo) >= _PARSE_MEMO:
+                self._memo.clear()
+            entry = self._memo[key] = [arch, None]
+        return entry
 
     def validate(self, candidate: Candidate) -> None:
         """Raise :class:`ArchError` naming the offending key if outside the space."""

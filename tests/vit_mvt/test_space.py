@@ -193,3 +193,26 @@ def test_missing_sharing_genes_count_as_shared(micro):
     assert micro.count_params(arch_only) == micro.count_params(micro.canonical(arch_only))
     with pytest.raises(ArchError, match=r"share\.0\.qkv\.cls"):
         micro.count_params({**c, "share.0.qkv.cls": "maybe"})
+
+
+def test_parse_memo_returns_the_unmemoised_result_and_still_validates(micro):
+    """parse() is memoised for search speed; it must give what a fresh parse gives, and a
+    value of another type (13.0 or True for 13) is still checked, not served from the memo."""
+    from search_spaces.vit_mvt import _genes as G
+
+    rng = random.Random(3)
+    for _ in range(50):
+        c = micro.sample(rng)
+        assert micro.parse(c) == G.parse(c, micro.cfg, micro.tasks)
+        assert micro.parse(dict(c)) is micro.parse(c)               # served from the memo
+        canon = micro.canonical(c)
+        assert canon == G.to_genes(G.parse(c, micro.cfg, micro.tasks), micro.tasks)
+        canon["x"] = 1                                              # a caller's own copy
+        assert "x" not in micro.canonical(c)
+        depth = c[G.DEPTH]
+        for other in (float(depth), True):
+            with pytest.raises(ArchError, match="depth"):
+                micro.parse({**c, G.DEPTH: other})
+        c[G.DEPTH] = micro.cfg.depths[-1] + 1                       # the same dict, mutated
+        with pytest.raises(ArchError):
+            micro.parse(c)
