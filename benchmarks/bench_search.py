@@ -103,6 +103,12 @@ def _timed(search: EvolutionSearch, n: int) -> tuple[float, float, float, float]
             search.eval_cpu_seconds)
 
 
+def _storage_url(storage: str, stem: Path) -> str:
+    """The URL of a fresh ``memory`` / ``sqlite`` / ``journal`` storage at ``stem``."""
+    return {"memory": "memory", "sqlite": f"sqlite:///{stem}.db",
+            "journal": f"journal:{stem}.log"}[storage]
+
+
 def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
     """Outside-evaluation time per storage with the real micro supernet evaluator: rounds
     interleaved across storages (a shared machine's noise hits all alike), medians reported."""
@@ -112,8 +118,7 @@ def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
     runs: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in storages}
     for r in range(rounds):
         for storage in storages:
-            url = {"memory": "memory", "sqlite": f"sqlite:///{tmp / f'm_{storage}{r}.db'}",
-                   "journal": f"journal:{tmp / f'm_{storage}{r}.log'}"}[storage]
+            url = _storage_url(storage, tmp / f"m_{storage}{r}")
             s = EvolutionSearch(micro_space, micro_eval, budget=(lo, hi), storage=url,
                                 study_name=f"micro-{storage}-{r}", seed=r, progress=False,
                                 population=10, top_k=3, n_mutations=5, n_crossovers=5)
@@ -152,8 +157,7 @@ def scaling(quick: bool, tmp: Path) -> str:
     n = 400 if quick else 1000
     rows = []
     for storage in ("memory", "sqlite", "journal"):
-        url = {"memory": "memory", "sqlite": f"sqlite:///{tmp / f't_{storage}.db'}",
-               "journal": f"journal:{tmp / f't_{storage}.log'}"}[storage]
+        url = _storage_url(storage, tmp / f"t_{storage}")
         s = EvolutionSearch(tiny, _Noop(tiny.tasks), budget=(lo, hi), storage=url,
                             study_name=f"tiny-{storage}", seed=0, progress=False)
         first, _, _, _ = _timed(s, 100)

@@ -108,6 +108,7 @@ class BulkRDBStorage(RDBStorage):
     def _insert_template(self, study_id: int, template: FrozenTrial) -> FrozenTrial:
         sql = _sql()
         dists = template.distributions
+        start, complete = _utc(template.datetime_start), _utc(template.datetime_complete)
         with self.engine.begin() as conn:
             # the study row lock orders numbering between workers; SQLite has no row locks
             # (its writer lock, taken by the INSERT, does it) and the study is checked below
@@ -116,8 +117,7 @@ class BulkRDBStorage(RDBStorage):
                 raise KeyError(f"No study with study_id {study_id} exists.")
             tid = conn.execute(sql.insert_trial, dict(
                 study_id=study_id, number=None, state=template.state,
-                datetime_start=_utc(template.datetime_start),
-                datetime_complete=_utc(template.datetime_complete))).inserted_primary_key[0]
+                datetime_start=start, datetime_complete=complete)).inserted_primary_key[0]
             self._check_distributions(conn, study_id, dists)
             params = [dict(trial_id=tid, param_name=name,
                            param_value=dists[name].to_internal_repr(value),
@@ -136,8 +136,7 @@ class BulkRDBStorage(RDBStorage):
         # optuna deep-copies the template; the distributions are immutable values, so only the
         # attribute dicts (JSON values a caller might still mutate) are copied deeply
         return FrozenTrial(number=number, state=template.state, value=None, values=None,
-                           datetime_start=_local(_utc(template.datetime_start)),
-                           datetime_complete=_local(_utc(template.datetime_complete)),
+                           datetime_start=_local(start), datetime_complete=_local(complete),
                            params=dict(template.params), distributions=dict(dists),
                            user_attrs=copy.deepcopy(template.user_attrs),
                            system_attrs=copy.deepcopy(template.system_attrs),
@@ -157,7 +156,7 @@ class BulkRDBStorage(RDBStorage):
         with self.engine.connect() as conn:
             rows = conn.execute(query, args).all()
             if not rows:  # a study without trials (yet), or no study: optuna's KeyError
-                if conn.execute(sql.lock_study, {"sid": study_id}).first() is None:
+                if conn.execute(sql.study_row, {"sid": study_id}).first() is None:
                     raise KeyError(f"study {study_id} not found")
                 return []
             children = conn.execute(sql.children, {"ids": [r.trial_id for r in rows]}).all()
@@ -240,9 +239,10 @@ def _sql() -> SimpleNamespace:
     values = models.TrialValueModel.__table__
     tid = bindparam("b_tid")
     unfinished = [s for s in TrialState if not s.is_finished()]
+    study_row = select(studies.c.study_id).where(studies.c.study_id == bindparam("sid"))
     return SimpleNamespace(
-        lock_study=select(studies.c.study_id).where(studies.c.study_id == bindparam("sid"))
-        .with_for_update(),
+        study_row=study_row,
+        lock_study=study_row.with_for_update(),
         insert_trial=insert(trials),
         insert_params=insert(models.TrialParamModel.__table__),
         insert_user_attrs=insert(user),

@@ -124,7 +124,7 @@ class ViTMVTSpace(SearchSpace):
         (a fresh dict each call)."""
         entry = self._memo_entry(candidate)
         if entry is None:
-            return G.to_genes(G.parse(candidate, self.cfg, self.tasks), self.tasks)
+            return G.to_genes(self.parse(candidate), self.tasks)
         if entry[1] is None:
             entry[1] = G.to_genes(entry[0], self.tasks)
         return dict(entry[1])
