@@ -54,6 +54,10 @@ def open_storage(url: str | BaseStorage | None, *, work_dir: str | os.PathLike[s
                 raise SearchError(f"cannot open journal storage '{url}': directory "
                                   f"'{path.parent}' does not exist")
             return JournalStorage(JournalFileBackend(str(path)))
+        sqlite_file = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if sqlite_file and sqlite_file != ":memory:" and not Path(sqlite_file).parent.is_dir():
+            raise SearchError(f"cannot open storage '{url}': directory "
+                              f"'{Path(sqlite_file).parent}' does not exist")
         if "://" not in url:
             raise SearchError(f"cannot open storage '{url}': use an SQLAlchemy URL "
                               "(sqlite:///file.db, postgresql://…), journal:PATH, or a path "

@@ -236,3 +236,8 @@ def test_foreign_study_refused(make_search, tmp_path):
 def test_bad_storage_url(make_search, url):
     with pytest.raises(SearchError, match="cannot open storage|does not exist"):
         make_search(storage=url)
+
+
+def test_sqlite_url_in_a_missing_directory_names_it(make_search):
+    with pytest.raises(SearchError, match="directory '/nonexistent_dir_xyz' does not exist"):
+        make_search(storage="sqlite:////nonexistent_dir_xyz/a.db")
