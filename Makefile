@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo lint test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade "setuptools>=77.0.3,<82" wheel
 
-$(STAMP): $(BIN)/python setup.py
+$(STAMP): $(BIN)/python setup.py pyproject.toml
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 
@@ -19,7 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m automtl demo --work-dir work_dirs/demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

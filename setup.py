@@ -13,12 +13,15 @@ CORE = [
     "PyYAML>=6.0,<7",
     "pillow>=10,<14",
     "mmengine==0.10.7",
+    "pydantic>=2.6,<3",
     "setuptools>=77.0.3,<82",
 ]
 EXTRAS = {
     # timm: the reference ViT that benchmarks/bench_vit_mvt.py compares against (optional)
     "bench": ["timm>=1.0,<2"],
-    "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7"],
+    # dev: the test suite and the lint/type checks `make test` runs first (pinned: same findings everywhere)
+    "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7", "ruff==0.17.6",
+            "mypy==1.20.2"],
     "mm": [
         "mmcv==2.1.0",
         "mmpretrain==1.2.0",

@@ -8,7 +8,12 @@ import sys
 # Each command lives in automtl/cli/<module>.py exposing ``add_arguments(parser)`` and ``run(args)``.
 # Only the chosen command's module is imported, so ``--help`` and each command start fast.
 COMMANDS = {
+    "train": ("automtl.cli.train", "train from a config (AutoMTL phases or a supernet for search)"),
+    "test": ("automtl.cli.test", "evaluate trained weights (and a policy) of a config on its data"),
+    "sample": ("automtl.cli.sample", "draw policies from policy-trained weights within a budget"),
+    "search": ("automtl.cli.search", "evolutionary architecture search under a parameter budget (optuna)"),
     "inspect": ("automtl.cli.inspect", "print a backbone's layers, shapes and parameter count"),
+    "export": ("automtl.cli.export", "write a torchvision backbone as a Caffe prototxt"),
     "demo": ("automtl.cli.demo", "the main job: AutoMTL vs hard sharing on built-in synthetic data"),
 }
 

@@ -94,13 +94,24 @@ class CheckpointError(AutoMTLError):
 
 
 class ConfigError(AutoMTLError):
-    """A config missing a key or holding a value of the wrong kind."""
+    """A config missing a key or holding a value of the wrong kind: names the file, the dotted
+    key and, where given, the offending value."""
 
-    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+    _NO_VALUE = object()
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None,
+                 value: Any = _NO_VALUE) -> None:
+        self.message = message
         self.key = key
         self.path = path
-        where = " ".join(x for x in (f"{path}:" if path else "", f"key '{key}':" if key else "") if x)
-        super().__init__(f"{where} {message}".strip())
+        self.value = value
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = " ".join(x for x in (f"{self.path}:" if self.path else "",
+                                     f"key '{self.key}':" if self.key else "") if x)
+        shown = "" if self.value is ConfigError._NO_VALUE else f" (got {self.value!r})"
+        return f"{where} {self.message}{shown}".strip()
 
 
 class DataError(AutoMTLError):

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from automtl.io import atomic_write
 from automtl.supernet.policy import CHOICES, Policy
 
 # Colour per choice (also used by the tests to find them in the image).
@@ -47,16 +47,7 @@ def plot_policy(policy: Policy, path: str | os.PathLike[str], *, title: str | No
         ax.legend(handles=[Patch(color=COLORS[c], label=c) for c in CHOICES], loc="upper left",
                   bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=out.name, suffix=".png", dir=out.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=dpi, format="png")
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        out = atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
     finally:
         plt.close(fig)
     return out

@@ -6,9 +6,12 @@ import os
 import platform
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from automtl.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "BENCHMARKS.md"
@@ -46,12 +49,10 @@ def write_section(name: str, title: str, body: str, command: str) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = REPORT.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, REPORT)
+    atomic_write_text(REPORT, text)
 
 
-def table(header: list[str], rows: list[list[object]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A markdown table."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

@@ -8,8 +8,9 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = [["torchvision `resnet50(weights=None)` (reference)", "", f"{t_tv * 1000:.0f}",
                  f"{t_tv * 1000:.0f}", "1.00"]]
         for dialect, path in paths.items():
-            t_load = _median(lambda: load_prototxt(path), repeat)
+            t_load = _median(partial(load_prototxt, path), repeat)
             loaded = load_prototxt(path)
             t_build = _median(loaded.to_module, repeat)
             total = t_load + t_build

@@ -19,20 +19,17 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from automtl.search import EvolutionSearch, LayeredToySpace, ToyEvaluator  # noqa: E402
-from automtl.search.evaluate import Evaluator  # noqa: E402
-from benchmarks._report import table, write_section  # noqa: E402
+from automtl.registry import EVALUATORS, SPACES, build
+from automtl.search import EvolutionSearch, EvolutionSettings, ToyEvaluator
+from automtl.search.evaluators import Evaluator
+from automtl.spaces import LayeredToySpace
+from benchmarks._report import table, write_section
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("automtl.search").setLevel(logging.WARNING)
@@ -40,12 +37,15 @@ logging.getLogger("automtl.search").setLevel(logging.WARNING)
 BIG = dict(tasks=("cls", "seg"), depths=(3, 4, 5, 6), embeds=(16, 24, 32, 40), ratios=(2, 3, 4))
 BIG_BUDGET = (40_000, 80_000)
 THRESHOLDS = (0.05, 0.02, 0.01)
+#: the small evolution of the throughput and synthetic-set runs
+SMALL = dict(population=10, top_k=3, n_mutations=5, n_crossovers=5)
 
 
-def best_curve(mode: str, space: LayeredToySpace, seed: int, n: int, evo: dict) -> list[float]:
-    """Best-so-far fitness after each of ``n`` evaluations."""
-    s = EvolutionSearch(space, ToyEvaluator(space), budget=BIG_BUDGET, mode=mode,
-                        storage="memory", seed=seed, progress=False, record_params=False, **evo)
+def best_curve(mode: str, space: LayeredToySpace, seed: int, n: int) -> list[float]:
+    """Best-so-far fitness after each of ``n`` evaluations (DESIGN §3 default evolution)."""
+    settings = EvolutionSettings(budget=BIG_BUDGET, mode=mode, record_params=False)
+    s = EvolutionSearch(space, ToyEvaluator(space), settings, storage="memory", seed=seed,
+                        progress=False)
     s.run(n_trials=n)
     curve, best = [], float("-inf")
     for t in sorted(s.study.trials, key=lambda t: t.number):
@@ -61,7 +61,7 @@ def _first(curve: list[float], target: float) -> int | None:
 def known_answer(seeds: int, n: int) -> str:
     space = LayeredToySpace(**BIG)
     _, opt = space.optimum(BIG_BUDGET)
-    curves = {m: [best_curve(m, space, seed, n, {}) for seed in range(seeds)]
+    curves = {m: [best_curve(m, space, seed, n) for seed in range(seeds)]
               for m in ("evolution", "random")}
     rows = []
     for th in THRESHOLDS:
@@ -119,9 +119,9 @@ def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
     for r in range(rounds):
         for storage in storages:
             url = _storage_url(storage, tmp / f"m_{storage}{r}")
-            s = EvolutionSearch(micro_space, micro_eval, budget=(lo, hi), storage=url,
-                                study_name=f"micro-{storage}-{r}", seed=r, progress=False,
-                                population=10, top_k=3, n_mutations=5, n_crossovers=5)
+            s = EvolutionSearch(micro_space, micro_eval, EvolutionSettings(budget=(lo, hi), **SMALL),
+                                storage=url, study_name=f"micro-{storage}-{r}", seed=r,
+                                progress=False)
             runs[storage].append(_timed(s, n_micro))
     rows = []
     med = statistics.median
@@ -150,16 +150,14 @@ def throughput(quick: bool, tmp: Path, micro_eval, micro_space) -> str:
 def scaling(quick: bool, tmp: Path) -> str:
     """Bookkeeping per candidate as the study grows (each new trial is checked against the
     whole study): a no-op evaluator on the ViT-MVT tiny space, first and last 100 trials."""
-    from automtl.search.vit_space import build_vit_space
-
-    tiny = build_vit_space("tiny", ("cls", "seg"))
+    tiny = build(SPACES, dict(type="vit_mvt", preset="tiny", tasks=("cls", "seg")), key="space")
     lo, hi = tiny.param_range()
     n = 400 if quick else 1000
     rows = []
     for storage in ("memory", "sqlite", "journal"):
         url = _storage_url(storage, tmp / f"t_{storage}")
-        s = EvolutionSearch(tiny, _Noop(tiny.tasks), budget=(lo, hi), storage=url,
-                            study_name=f"tiny-{storage}", seed=0, progress=False)
+        s = EvolutionSearch(tiny, _Noop(tiny.tasks), EvolutionSettings(budget=(lo, hi)),
+                            storage=url, study_name=f"tiny-{storage}", seed=0, progress=False)
         first, _, _, _ = _timed(s, 100)
         s.run(n_trials=n - 100, write=False)
         t = time.perf_counter()
@@ -180,9 +178,9 @@ def synthetic(quick: bool, micro_eval, micro_space) -> str:
     rows, res = [], {"evolution": [], "random": []}
     for seed in range(seeds):
         for mode in ("evolution", "random"):
-            s = EvolutionSearch(micro_space, micro_eval, budget=budget, mode=mode,
-                                storage="memory", seed=100 + seed, progress=False,
-                                population=10, top_k=3, n_mutations=5, n_crossovers=5)
+            s = EvolutionSearch(micro_space, micro_eval,
+                                EvolutionSettings(budget=budget, mode=mode, **SMALL),
+                                storage="memory", seed=100 + seed, progress=False)
             r = s.run(n_trials=n, write=False)
             res[mode].append(r.best_fitness)
         rows.append([seed, f"{res['evolution'][-1]:.3f}", f"{res['random'][-1]:.3f}"])
@@ -197,17 +195,16 @@ def synthetic(quick: bool, micro_eval, micro_space) -> str:
 
 
 def _micro(tmp: Path):
-    from automtl.search.registry import build_evaluator, build_space
-
-    space = build_space(dict(type="vit_mvt", preset=None, name="micro",
-                             tasks=("segment_semantic", "depth_zbuffer"),
-                             num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
-                             depths=(2, 3), embeds=(32, 48), heads=(1, 2), mlp_ratios=(2.0, 3.0),
-                             img_size=64))
-    ev = build_evaluator(dict(type="supernet",
-                              data=dict(size=64, n_train=128, n_val=32, batch_size=16, seed=0),
-                              train=dict(steps=60, lr=2e-3, sampling="sandwich", n_random=1),
-                              n_val_batches=2, device="cpu"), space, work_dir=tmp, seed=0)
+    space = build(SPACES, dict(type="vit_mvt", preset=None, name="micro",
+                               tasks=("segment_semantic", "depth_zbuffer"),
+                               num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
+                               depths=(2, 3), embeds=(32, 48), heads=(1, 2),
+                               mlp_ratios=(2.0, 3.0), img_size=64), key="space")
+    ev = build(EVALUATORS, dict(type="supernet",
+                                data=dict(size=64, n_train=128, n_val=32, batch_size=16, seed=0),
+                                train=dict(steps=60, lr=2e-3, sampling="sandwich", n_random=1),
+                                n_val_batches=2, device="cpu"),
+               space, key="evaluator", work_dir=tmp, seed=0)
     return space, ev
 
 

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torchvision
@@ -148,13 +149,12 @@ def measure_rss(args: argparse.Namespace) -> dict[str, float]:
     return {"base_mb": base, "peak_mb": peak_rss_during(step)}
 
 
-def bench(args: argparse.Namespace) -> dict[str, Any]:
-    torch.manual_seed(0)
-    shape = (args.batch, 3, args.size, args.size)
-    x = torch.randn(shape)
-    res: dict[str, Any] = {"config": vars(args).copy()}
+def bench_hard_sharing(args: argparse.Namespace, x: torch.Tensor) -> tuple[dict[str, Any], MTLModel, MTLModel]:
+    """Compiled all-share vs hand-written hard sharing (forward + backward).
 
-    # 1. compiled all-share vs hand-written hard sharing (forward + backward)
+    Returns the results and the two supernets (shared BN, per-task BN) the next sections time;
+    the compiled models and the hand-written one are freed on return.
+    """
     trunk = Trunk(args.arch)
     heads = make_heads()
     hand = HardSharing(trunk, {t: h for t, h in heads.items()}).train()
@@ -167,34 +167,41 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "compiled": train_step(lambda: comp(x), list(comp.parameters())),
         "compiled_bn_per_task": train_step(lambda: comp_bn(x), list(comp_bn.parameters())),
     }, args.reps)
-    res["hard_sharing"] = {**t, "params_hand": n_params(hand), "params_compiled": n_params(comp),
-                           "params_compiled_bn_per_task": n_params(comp_bn)}
-    print("hard sharing", res["hard_sharing"], flush=True)
-    del comp, comp_bn
+    res = {**t, "params_hand": n_params(hand), "params_compiled": n_params(comp),
+           "params_compiled_bn_per_task": n_params(comp_bn)}
+    print("hard sharing", res, flush=True)
+    return res, shared, pertask
 
-    # 2. forward_all / compile vs three single-task models (inference)
+
+def bench_policy_vs_separate(args: argparse.Namespace, x: torch.Tensor, shared: MTLModel, policy: Policy,
+                             singles: list[SingleTask]) -> dict[str, Any]:
+    """One policy: ``forward_all`` and its compiled model vs the separate single-task models (inference)."""
+    compiled = shared.compile(policy).eval()
+    with torch.no_grad():
+        t = interleaved({
+            "separate": lambda: [s(x) for s in singles],
+            "forward_all": lambda: shared.forward_all(x, policy),
+            "compiled": lambda: compiled(x),
+        }, args.reps)
+    return {**t, "params": shared.count_params(policy)["total"], "params_separate": sum(n_params(s) for s in singles),
+            "conv_calls": sum(1 for s in compiled.steps if s[1] == "conv")}
+
+
+def bench_vs_separate(args: argparse.Namespace, x: torch.Tensor, shared: MTLModel) -> dict[str, Any]:
+    """``forward_all`` / ``compile`` vs three single-task models (inference), for three policies."""
     singles = [SingleTask(Trunk(args.arch), h).eval() for h in make_heads().values()]
-    single_params = sum(n_params(s) for s in singles)
     policies = {"all-share": Policy.all(shared), "all-specialize": Policy.all(shared, "specialize"),
                 "mixed": mixed_policy(shared)}
     shared.eval()
     rows = {}
     for name, pol in policies.items():
-        compiled = shared.compile(pol).eval()
-        with torch.no_grad():
-            t = interleaved({
-                "separate": lambda: [s(x) for s in singles],
-                "forward_all": lambda: shared.forward_all(x, pol),
-                "compiled": lambda: compiled(x),
-            }, args.reps)
-        rows[name] = {**t, "params": shared.count_params(pol)["total"], "params_separate": single_params,
-                      "conv_calls": sum(1 for s in compiled.steps if s[1] == "conv")}
+        rows[name] = bench_policy_vs_separate(args, x, shared, pol, singles)
         print(name, rows[name], flush=True)
-        del compiled
-    res["vs_separate"] = rows
-    del shared, singles
+    return rows
 
-    # 3. mtl-stage step vs fixed-policy step (one task, per-task BN, as in policy training)
+
+def bench_stages(args: argparse.Namespace, x: torch.Tensor, pertask: MTLModel) -> dict[str, float]:
+    """mtl-stage step vs fixed-policy step (one task, per-task BN, as in policy training)."""
     pertask.train()
     params = list(pertask.parameters())
     share = Policy.all(pertask)
@@ -204,8 +211,19 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "mtl_hard": train_step(lambda: pertask(x, task="depth", stage="mtl", tau=5.0, hard=True), params),
         "pre": train_step(lambda: pertask(x, task="depth", stage="pre"), params),
     }, args.reps)
-    res["stages"] = t
     print("stages", t, flush=True)
+    return t
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    torch.manual_seed(0)
+    shape = (args.batch, 3, args.size, args.size)
+    x = torch.randn(shape)
+    res: dict[str, Any] = {"config": vars(args).copy()}
+    res["hard_sharing"], shared, pertask = bench_hard_sharing(args, x)  # 1.
+    res["vs_separate"] = bench_vs_separate(args, x, shared)  # 2.
+    del shared
+    res["stages"] = bench_stages(args, x, pertask)  # 3.
     del pertask
 
     # 4. peak RSS, each stage in a fresh process

@@ -23,8 +23,8 @@ def overhead(iters: int, rounds: int = 3) -> tuple[float, float]:
     model, policy, data and optimiser."""
     import pathlib
 
+    from automtl.cli.compare import CompareSettings, _loaders, _model, _trainer
     from automtl.supernet import Policy
-    from automtl.train.compare import CompareSettings, _loaders, _model, _trainer
     from automtl.train.losses import default_criteria
 
     s = CompareSettings()
@@ -68,7 +68,7 @@ def overhead(iters: int, rounds: int = 3) -> tuple[float, float]:
 
 def demo_body(comp, threads: int) -> str:
     """The markdown of a comparison: settings, table, targets, matched-steps control."""
-    from automtl.train.compare import automtl_weight_steps, table_rows
+    from automtl.cli.compare import automtl_weight_steps, table_rows
 
     header, rows = table_rows(comp)
     hard, auto = comp.rows[1], comp.rows[2]
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--overhead-only", action="store_true", help="only the Trainer-overhead section")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from automtl.train.compare import QUICK, CompareSettings, format_table, load_comparison, run_comparison, table_rows
+    from automtl.cli.compare import QUICK, CompareSettings, format_table, load_comparison, run_comparison, table_rows
 
     long_run = args.scale != 1.0
     work_dir = args.work_dir or ("work_dirs/bench_train_long" if long_run else "work_dirs/bench_train")

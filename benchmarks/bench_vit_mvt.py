@@ -12,8 +12,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -209,6 +209,42 @@ def counting_rate(n: int = 20_000) -> str:
               f"`set_arch` on the 2-task T supernet: {per * 1e6:.0f} µs.\n")
 
 
+def gpu_training_run(dev: torch.device, tasks: tuple[str, ...], random_arch: bool, batch: int, steps: int,
+                     size: int) -> tuple[float, float]:
+    """Seconds per timed training step, and peak GiB, of one supernet setting (freed on return)."""
+    torch.manual_seed(0)
+    space = build_space("tiny", tasks=tasks)
+    net = build_supernet(space, drop_path_rate=0.1).to(dev).train()
+    cand = {k: v for k, v in load_subnet(TINY, space).items() if not k.startswith("share.")}
+    net.set_arch(cand)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
+    seg = torch.randint(0, 150, (batch, size, size), device=dev)
+    rng = random.Random(0)
+
+    def step() -> None:
+        if random_arch:
+            net.set_arch({k: v for k, v in space.sample(rng).items() if not k.startswith("share.")})
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            out = net.forward_all(x)
+            loss = nn.functional.cross_entropy(out["cls"], y)
+            if "seg" in out:
+                loss = loss + nn.functional.cross_entropy(out["seg"], seg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize(dev)
+    return (time.perf_counter() - t0) / steps, torch.cuda.max_memory_allocated(dev) / 2**30
+
+
 def gpu_training(device: str, batch: int, steps: int, size: int = 224) -> str:
     """bf16 autocast images/s of a supernet training step (AdamW), T subnet and random subnets."""
     dev = torch.device(device)
@@ -216,40 +252,8 @@ def gpu_training(device: str, batch: int, steps: int, size: int = 224) -> str:
     for label, tasks, random_arch in (("T subnet, cls", ("cls",), False),
                                       ("T subnet, cls+seg, learned sharing", ("cls", "seg"), False),
                                       ("random subnet per step, cls+seg", ("cls", "seg"), True)):
-        torch.manual_seed(0)
-        space = build_space("tiny", tasks=tasks)
-        net = build_supernet(space, drop_path_rate=0.1).to(dev).train()
-        cand = {k: v for k, v in load_subnet(TINY, space).items() if not k.startswith("share.")}
-        net.set_arch(cand)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        x = torch.randn(batch, 3, size, size, device=dev)
-        y = torch.randint(0, 1000, (batch,), device=dev)
-        seg = torch.randint(0, 150, (batch, size, size), device=dev)
-        rng = random.Random(0)
-
-        def step() -> None:
-            if random_arch:
-                net.set_arch({k: v for k, v in space.sample(rng).items() if not k.startswith("share.")})
-            with torch.autocast(dev.type, dtype=torch.bfloat16):
-                out = net.forward_all(x)
-                loss = nn.functional.cross_entropy(out["cls"], y)
-                if "seg" in out:
-                    loss = loss + nn.functional.cross_entropy(out["seg"], seg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize(dev)
-        dt = (time.perf_counter() - t0) / steps
-        rows.append([label, batch, f"{dt * 1e3:.1f}", f"{batch / dt:,.0f}",
-                     f"{torch.cuda.max_memory_allocated(dev) / 2**30:.1f}"])
-        del net, opt
+        dt, peak_gib = gpu_training_run(dev, tasks, random_arch, batch, steps, size)
+        rows.append([label, batch, f"{dt * 1e3:.1f}", f"{batch / dt:,.0f}", f"{peak_gib:.1f}"])
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
     return (table(["training step", "batch", "ms / step", "images / s", "peak GiB"], rows)

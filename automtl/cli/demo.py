@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its table; returns the exit status."""
     import torch
 
+    from automtl.cli.compare import QUICK, CompareSettings, format_table, run_comparison, table_rows
     from automtl.errors import AutoMTLError
-    from automtl.train.compare import QUICK, CompareSettings, format_table, run_comparison, table_rows
+    from automtl.io import atomic_write_text
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,7 +67,5 @@ def run(args: argparse.Namespace) -> int:
             f"total time: {time.time() - t0:.0f} s on {torch.get_num_threads()} threads\n")
     print()
     print(text)
-    tmp = work / ".table.txt.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, work / "table.txt")
+    atomic_write_text(work / "table.txt", text)
     return 0

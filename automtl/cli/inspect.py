@@ -32,8 +32,9 @@ def load_target(target: str, *, backbone: bool = False, input_size: int = 224, b
     """The :class:`~automtl.graph.Graph` of a prototxt path or ``torchvision:NAME``."""
     import torch
 
+    from automtl.backbones import ZOO as BACKBONES
+    from automtl.backbones import torchvision_model
     from automtl.graph import from_module, load_prototxt
-    from automtl.graph.zoo import BACKBONES, torchvision_model
 
     if target.startswith(PREFIX):
         import torchvision

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def _matrix(payload: bytes, endian: str, path: str) -> tuple[str, object]:
     return name, arr.reshape(dims, order="F").astype(arr.dtype.newbyteorder("="))
 
 
-def read_mat(path: str | os.PathLike) -> dict[str, object]:
+def read_mat(path: str | os.PathLike) -> dict[str, Any]:
     """Variables of a level-5 ``.mat`` file by name (see the module docs for the types)."""
     path = str(path)
     try:
@@ -96,7 +97,7 @@ def read_mat(path: str | os.PathLike) -> dict[str, object]:
     if len(buf) < 128 or buf[:6] == b"\x89HDF\r\n" or buf[126:128] not in (b"IM", b"MI"):
         raise DataError(f"{path}: not a MATLAB level-5 .mat file (v7.3/HDF5 files are not read)")
     endian = "<" if buf[126:128] == b"IM" else ">"
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {}
     for typ, payload in _elements(buf[128:], endian, path):
         if typ == _MI_COMPRESSED:
             try:

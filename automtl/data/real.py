@@ -40,10 +40,18 @@ Layouts (paths relative to ``root``):
   ATRC's class lists); normals are used unmasked.
 
 A root in the wrong layout raises ``DataError`` naming the first missing file (the index
-file, then the files of the first sample, or of every sample with ``check="all"``).
+file, then the files of the first sample, or of every sample with ``check="all"``); a split
+the index lacks names the splits it has. Evaluation defaults to the split AutoMTL reports on
+(``test`` for NYUv2 and CityScapes, ``test_small`` for Taskonomy), ``val`` for NYUD and
+PASCAL-Context.
+
+:func:`real_loaders` turns a set into per-task loaders (the data builders ``CityScapes``,
+``NYUv2`` … of :data:`automtl.registry.DATASETS` call it); :func:`make_real_loaders` is the
+same by lower-case name.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -52,16 +60,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from automtl.data._augment import pair, random_crop, random_flip, random_scale, resize_sample
 from automtl.data._matfile import read_mat
+from automtl.data.loaders import task_loaders
 from automtl.data.tasks import IGNORE_INDEX
 from automtl.errors import ConfigError, DataError
 
-__all__ = ["RealDataset", "CityScapes", "NYUv2", "Taskonomy", "NYUD", "PascalContext", "DATASETS",
-           "make_real_loaders"]
+__all__ = ["RealDataset", "CityScapes", "NYUv2", "Taskonomy", "NYUD", "PascalContext", "REAL_SETS",
+           "real_set", "real_loaders", "make_real_loaders"]
 
 
 def _need(path: Path) -> Path:
@@ -111,17 +120,27 @@ class RealDataset(Dataset):
     """Base of the real-set readers: an index of per-sample files and per-task decoders.
 
     Item ``i`` is ``{"image": ..., task: ...}`` (formats in the module docs). ``size``
-    resizes (bilinear image, nearest labels); ``flip=True`` mirrors at random (normal x
-    negated), drawing from torch's global RNG.
+    resizes every sample (bilinear image, nearest labels); then, for training, ``scale``
+    rescales by a random factor in ``(low, high)``, ``flip=True`` mirrors at random (normal x
+    negated) and ``crop`` takes a random window (padded with each task's invalid value where
+    the sample is smaller), all drawing from torch's global RNG.
     """
 
     name = "real"
     tasks_available: tuple[str, ...] = ()
     num_classes: int = 0
+    num_parts: int = 0  # human-part classes (PASCAL-Context)
+    #: JSON index ``{split: [row, ...]}`` in the root (AdaShare/AutoMTL sets) …
+    index_name: str | None = None
+    #: … or a folder of ``{split}.txt`` id lists (ATRC/InvPT sets)
+    split_dir: str | None = None
+    #: splits to evaluate on, in order of preference (the first the index has is the default)
+    eval_splits: tuple[str, ...] = ("val",)
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Sequence[str] | None = None, *,
                  size: int | Sequence[int] | None = None, flip: bool = False, check: str = "first",
-                 index: str | os.PathLike | None = None) -> None:
+                 index: str | os.PathLike | None = None, crop: int | Sequence[int] | None = None,
+                 scale: Sequence[float] | None = None) -> None:
         self.root = Path(root)
         self.split = split
         self.tasks = tuple(tasks) if tasks is not None else self.tasks_available
@@ -130,18 +149,37 @@ class RealDataset(Dataset):
             raise ConfigError(f"{self.name} has no task(s) {bad}; available: {list(self.tasks_available)}",
                               key="tasks")
         if check not in ("first", "all", "none"):
-            raise ConfigError("check must be 'first', 'all' or 'none'", key="check")
-        self.size = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+            raise ConfigError("check must be 'first', 'all' or 'none'", key="check", value=check)
+        self.size = pair(size, key="size")
+        self.crop = pair(crop, key="crop")
+        self.scale = _scale_range(scale)
         self.flip = flip
         self.index_path = Path(index) if index is not None else None
-        if not self.root.is_dir():
-            raise DataError(f"missing data root: {self.root}")
+        _need_root(self.root)
         self.samples: list[dict[str, Path]] = self._index()
         todo = {"first": self.samples[:1], "all": self.samples, "none": []}[check]
         for s in todo:
             for key in ("image",) + self.tasks:
                 for p in self._files(s, key):
                     _need(p)
+
+    # -- splits -----------------------------------------------------------------------------
+    @classmethod
+    def splits(cls, root: str | os.PathLike, index: str | os.PathLike | None = None) -> list[str]:
+        """The split names the index under ``root`` holds (DataError naming what is missing)."""
+        root = _need_root(Path(root))
+        if cls.index_name is not None:
+            return sorted(_read_json(Path(index) if index is not None else root / cls.index_name))
+        folder = root / str(cls.split_dir)
+        if not folder.is_dir():
+            raise DataError(f"missing split folder: {folder}")
+        return sorted(p.stem for p in folder.glob("*.txt"))
+
+    @classmethod
+    def default_eval_split(cls, root: str | os.PathLike, index: str | os.PathLike | None = None) -> str:
+        """The first of :attr:`eval_splits` the index holds (else the first: its error names the rest)."""
+        have = cls.splits(root, index)
+        return next((s for s in cls.eval_splits if s in have), cls.eval_splits[0])
 
     # -- hooks ------------------------------------------------------------------------------
     def _index(self) -> list[dict[str, Path]]:  # pragma: no cover - abstract
@@ -155,18 +193,20 @@ class RealDataset(Dataset):
         raise TypeError
 
     # -- helpers ----------------------------------------------------------------------------
-    def _json_index(self, default_name: str) -> dict[str, Any]:
-        path = self.index_path or self.root / default_name
-        try:
-            doc = json.loads(_need(path).read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"index {path} is not valid JSON: {e}") from None
+    def _json_rows(self) -> list[Any]:
+        """The rows of this split in the JSON index."""
+        path = self.index_path or self.root / str(self.index_name)
+        doc = _read_json(path)
         if self.split not in doc:
             raise DataError(f"index {path} has no split '{self.split}' (it has {sorted(doc)})")
-        return doc
+        return doc[self.split]
 
-    def _list_index(self, rel: str) -> list[str]:
-        path = self.index_path or self.root / rel
+    def _list_index(self) -> list[str]:
+        """The sample ids of this split's list file."""
+        path = self.index_path or self.root / str(self.split_dir) / f"{self.split}.txt"
+        if not path.is_file() and self.index_path is None:
+            have = self.splits(self.root)
+            raise DataError(f"missing file: {path}: no split '{self.split}' (the split folder has {have})")
         ids = [x.strip() for x in _need(path).read_text().splitlines() if x.strip()]
         if not ids:
             raise DataError(f"index {path} lists no samples")
@@ -180,7 +220,7 @@ class RealDataset(Dataset):
         """Class counts of this set's segmentation tasks, for ``default_metrics(num_classes=...)``."""
         out = {"segment_semantic": self.num_classes}
         if "human_parts" in self.tasks_available:
-            out["human_parts"] = int(getattr(self, "num_parts"))
+            out["human_parts"] = self.num_parts
         return {t: n for t, n in out.items() if t in self.tasks}
 
     def get(self, index: int, task: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,22 +244,50 @@ class RealDataset(Dataset):
                 raise DataError(f"{t} of sample {index} has size {tuple(out[t].shape[-2:])}, image {(h, w)}: "
                                 f"{self._files(s, t)[0]}")
         if self.size is not None:
-            out = {k: _resize(k, v, self.size) for k, v in out.items()}
-        if self.flip and torch.rand(()) < 0.5:
-            out = {k: v.flip(-1) for k, v in out.items()}
-            if "normal" in out:
-                out["normal"][0] = -out["normal"][0]
+            out = resize_sample(out, self.size)
+        if self.scale is not None:
+            out = random_scale(out, *self.scale)
+        if self.flip:
+            out = random_flip(out)
+        if self.crop is not None:
+            out = random_crop(out, self.crop)
         return out
 
 
-def _resize(key: str, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(t.shape[-2:]) == tuple(size):
-        return t
-    if key == "image":
-        return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-    if t.dim() == 2:
-        return F.interpolate(t[None, None].float(), size=size, mode="nearest")[0, 0].to(t.dtype)
-    return F.interpolate(t[None], size=size, mode="nearest")[0]
+def _need_root(root: Path) -> Path:
+    if not root.is_dir():
+        raise DataError(f"missing data root: {root}")
+    return root
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON index as a dict of splits (parsed once per file version: indexes can be large)."""
+    _need(path)
+    stat = path.stat()
+    return _parse_json(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_json(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"index {path} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"index {path} is not a JSON object of splits")
+    return doc
+
+
+def _scale_range(scale: Sequence[float] | None) -> tuple[float, float] | None:
+    if scale is None:
+        return None
+    try:
+        low, high = (float(v) for v in scale)
+    except (TypeError, ValueError):
+        raise ConfigError("must be a pair (low, high) of factors", key="scale", value=scale) from None
+    if not 0 < low <= high:
+        raise ConfigError("needs 0 < low <= high", key="scale", value=scale)
+    return low, high
 
 
 class CityScapes(RealDataset):
@@ -228,11 +296,12 @@ class CityScapes(RealDataset):
     name = "cityscapes"
     tasks_available = ("segment_semantic", "depth_zbuffer")
     num_classes = 19
+    index_name = "cityscape.json"
+    eval_splits = ("test",)
 
     def _index(self) -> list[dict[str, Path]]:
-        doc = self._json_index("cityscape.json")
         out = []
-        for row in doc[self.split]:
+        for row in self._json_rows():
             img, depth, _l2, _l7, l19 = row
             out.append({"image": self.root / img, "depth_zbuffer": self.root / depth,
                         "segment_semantic": self.root / l19})
@@ -256,11 +325,12 @@ class NYUv2(RealDataset):
     name = "nyuv2"
     tasks_available = ("segment_semantic", "normal", "depth_zbuffer")
     num_classes = 40
+    index_name = "nyu_v2_3task.json"
+    eval_splits = ("test",)  # AutoMTL's index: train, train1, train2, test
 
     def _index(self) -> list[dict[str, Path]]:
-        doc = self._json_index("nyu_v2_3task.json")
         return [{"image": self.root / img, "segment_semantic": self.root / seg, "normal": self.root / nrm,
-                 "depth_zbuffer": self.root / dep} for img, seg, nrm, dep in doc[self.split]]
+                 "depth_zbuffer": self.root / dep} for img, seg, nrm, dep in self._json_rows()]
 
     def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
         if key == "image":
@@ -284,14 +354,15 @@ class Taskonomy(RealDataset):
     name = "taskonomy"
     tasks_available = ("segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture")
     num_classes = 17
+    index_name = "taskonomy.json"
+    eval_splits = ("test_small", "test")  # AutoMTL evaluates on test_small
     DEPTH_INVALID = 64500
     DEPTH_UNIT = 512.0
 
     def _index(self) -> list[dict[str, Path]]:
-        doc = self._json_index("taskonomy.json")
         base = self.root / ("train" if self.split == "train" else "test")
         keys = ("image", "segment_semantic", "normal", "depth_zbuffer", "keypoints2d", "edge_texture")
-        return [{k: base / p for k, p in zip(keys, row)} for row in doc[self.split]]
+        return [{k: base / p for k, p in zip(keys, row)} for row in self._json_rows()]
 
     def _files(self, s: dict[str, Path], key: str) -> list[Path]:
         return [s[key], s["depth_zbuffer"]] if key == "normal" else [s[key]]
@@ -328,11 +399,12 @@ class NYUD(RealDataset):
     name = "nyud"
     tasks_available = ("segment_semantic", "depth_zbuffer", "normal", "edge_texture")
     num_classes = 40
+    split_dir = "gt_sets"
     _DIRS = {"image": ("images", ".jpg"), "segment_semantic": ("segmentation", ".png"),
              "depth_zbuffer": ("depth", ".npy"), "normal": ("normals", ".npy"), "edge_texture": ("edge", ".npy")}
 
     def _index(self) -> list[dict[str, Path]]:
-        ids = self._list_index(f"gt_sets/{self.split}.txt")
+        ids = self._list_index()
         return [{k: self.root / d / f"{i}{ext}" for k, (d, ext) in self._DIRS.items()} for i in ids]
 
     def _decode(self, s: dict[str, Path], key: str) -> np.ndarray:
@@ -359,6 +431,7 @@ class PascalContext(RealDataset):
     tasks_available = ("segment_semantic", "human_parts", "saliency", "normal", "edge_texture")
     num_classes = 21
     num_parts = 7
+    split_dir = "ImageSets/Context"
     PERSON = 15
     #: Part name → label of the 6-part grouping (head, torso, upper arms, lower arms/hands,
     #: upper legs, lower legs/feet), the grouping ATRC/ASTMT use by default.
@@ -369,7 +442,7 @@ class PascalContext(RealDataset):
              **dict.fromkeys(("lfoot", "llleg", "rfoot", "rlleg"), 6)}
 
     def _index(self) -> list[dict[str, Path]]:
-        ids = self._list_index(f"ImageSets/Context/{self.split}.txt")
+        ids = self._list_index()
         out = []
         for i in ids:
             voc = self.root / "semseg" / "VOC12" / f"{i}.png"
@@ -433,41 +506,49 @@ class PascalContext(RealDataset):
         return _unit(2 * raw / 255 - 1, np.ones(raw.shape[:2], dtype=bool))
 
 
-DATASETS: dict[str, type[RealDataset]] = {c.name: c for c in (CityScapes, NYUv2, Taskonomy, NYUD, PascalContext)}
+#: The real sets by lower-case name (``make_real_loaders("nyuv2", ...)``); configs name them by
+#: class name through :data:`automtl.registry.DATASETS` (``data = dict(type="NYUv2", ...)``).
+REAL_SETS: dict[str, type[RealDataset]] = {c.name: c for c in (CityScapes, NYUv2, Taskonomy, NYUD, PascalContext)}
 
 
-class _TaskView(Dataset):
-    def __init__(self, dataset: RealDataset, task: str) -> None:
-        self.dataset, self.task = dataset, task
+def real_set(name: str | type[RealDataset]) -> type[RealDataset]:
+    """The reader class of ``name`` (lower-case name or class name); ConfigError naming the choices."""
+    if isinstance(name, type) and issubclass(name, RealDataset):
+        return name
+    by_name = {**REAL_SETS, **{c.__name__: c for c in REAL_SETS.values()}}
+    if name not in by_name:
+        raise ConfigError(f"unknown data set; choose one of {sorted(REAL_SETS)}", key="dataset", value=name)
+    return by_name[name]
 
-    def __len__(self) -> int:
-        return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.get(index, self.task)
+def real_loaders(dataset: str | type[RealDataset], tasks: Sequence[str] | None, *, data_root: str | os.PathLike,
+                 batch_size: int = 16, size: int | Sequence[int] | None = None,
+                 val_size: int | Sequence[int] | None = None, crop: int | Sequence[int] | None = None,
+                 scale: Sequence[float] | None = None, flip: bool = True, seed: int = 0,
+                 train_split: str = "train", val_split: str | None = None, num_workers: int = 0,
+                 check: str = "first") -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
+    """Per-task ``(train_loaders, val_loaders)`` of a real set, in the synthetic batch format.
+
+    ``size`` resizes both splits (``val_size``, when given, the validation split instead);
+    ``scale``, ``flip`` and ``crop`` augment the train split only. ``val_split`` defaults to
+    the set's evaluation split (:attr:`RealDataset.eval_splits`: ``test`` for NYUv2 and
+    CityScapes, ``test_small`` for Taskonomy where the index has it, ``val`` otherwise).
+    """
+    cls = real_set(dataset)
+    if val_split is None:
+        val_split = cls.default_eval_split(data_root)
+    train = cls(data_root, train_split, tasks, size=size, crop=crop, scale=scale, flip=flip, check=check)
+    val = cls(data_root, val_split, tasks, size=val_size if val_size is not None else size, check=check)
+    return task_loaders(train, val, batch_size=batch_size, seed=seed, num_workers=num_workers)
 
 
 def make_real_loaders(name: str, root: str | os.PathLike, tasks: Sequence[str] | None = None, *,
                       batch_size: int = 8, size: int | Sequence[int] | None = None, seed: int = 0,
                       train_split: str = "train", val_split: str | None = None, num_workers: int = 0,
-                      check: str = "first") -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
-    """Per-task ``(train_loaders, val_loaders)`` of a real set, in the synthetic batch format.
-
-    ``val_split`` defaults to ``"val"`` (``"test"`` for CityScapes and Taskonomy, whose
-    AutoMTL indexes have no val split). Train loaders shuffle (seeded) and flip.
-    """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}", key="dataset")
-    cls = DATASETS[name]
-    if val_split is None:
-        val_split = "test" if cls in (CityScapes, Taskonomy) else "val"
-    train = cls(root, train_split, tasks, size=size, flip=True, check=check)
-    val = cls(root, val_split, tasks, size=size, flip=False, check=check)
-    tl, vl = {}, {}
-    for k, task in enumerate(train.tasks):
-        gen = torch.Generator().manual_seed(int(seed) * 1000 + k)
-        tl[task] = DataLoader(_TaskView(train, task), batch_size=batch_size, shuffle=True, drop_last=True,
-                              generator=gen, num_workers=num_workers)
-        vl[task] = DataLoader(_TaskView(val, task), batch_size=batch_size, shuffle=False,
-                              num_workers=num_workers)
-    return tl, vl
+                      check: str = "first", val_size: int | Sequence[int] | None = None,
+                      crop: int | Sequence[int] | None = None, scale: Sequence[float] | None = None,
+                      flip: bool = True) -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
+    """:func:`real_loaders` of the set named ``name`` (``"nyuv2"``, ``"cityscapes"`` …) under ``root``."""
+    return real_loaders(real_set(name), tasks, data_root=root, batch_size=batch_size, size=size,
+                        val_size=val_size, crop=crop, scale=scale, flip=flip, seed=seed,
+                        train_split=train_split, val_split=val_split, num_workers=num_workers, check=check)

@@ -54,6 +54,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from automtl.data._render import render, sample_scene
+from automtl.data.loaders import TaskView, task_loaders
 from automtl.data.tasks import IGNORE_INDEX, SYNTHETIC_CLASSES
 from automtl.errors import ConfigError
 
@@ -163,7 +164,7 @@ class SyntheticScenes(Dataset):
             self._cache[index] = hit
         return hit
 
-    def prerender(self) -> "SyntheticScenes":
+    def prerender(self) -> SyntheticScenes:
         """Render every sample now (e.g. before forking loader workers); returns self."""
         for i in range(self.n):
             self.arrays(i)
@@ -180,22 +181,6 @@ class SyntheticScenes(Dataset):
         for t in self.tasks:
             out[t] = _to_tensor(t, arr[t])
         return out
-
-
-class TaskView(Dataset):
-    """One task of a multi-task dataset: item ``i`` is ``(image, target)``."""
-
-    def __init__(self, dataset: SyntheticScenes, task: str) -> None:
-        if task not in dataset.tasks:
-            raise ConfigError(f"dataset has tasks {list(dataset.tasks)}", key=task)
-        self.dataset = dataset
-        self.task = task
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.get(index, self.task)
 
 
 def make_loaders(tasks: Sequence[str] = TASKS, size: int | Sequence[int] = 64, n_train: int = 512,
@@ -223,12 +208,4 @@ def make_loaders(tasks: Sequence[str] = TASKS, size: int | Sequence[int] = 64, n
                             max_objects=max_objects).prerender()
     val = SyntheticScenes(n_val, size, seed=seed, split="val", tasks=tasks, noise=noise,
                           max_objects=max_objects).prerender()
-    train_loaders: dict[str, DataLoader] = {}
-    val_loaders: dict[str, DataLoader] = {}
-    for k, task in enumerate(tasks):
-        gen = torch.Generator().manual_seed(int(seed) * 1000 + k)
-        train_loaders[task] = DataLoader(TaskView(train, task), batch_size=batch_size, shuffle=True,
-                                         drop_last=True, generator=gen, num_workers=num_workers)
-        val_loaders[task] = DataLoader(TaskView(val, task), batch_size=batch_size, shuffle=False,
-                                       drop_last=False, num_workers=num_workers)
-    return train_loaders, val_loaders
+    return task_loaders(train, val, tasks, batch_size=batch_size, seed=seed, num_workers=num_workers)

@@ -7,14 +7,15 @@ Every node becomes one layer whose name and top blob are the node name, so
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from google.protobuf import text_format
 
 from automtl.errors import ExportError
 from automtl.graph.caffe_schema import NetParameter
 from automtl.graph.ir import Graph, Node
+from automtl.io import atomic_write_text
 
 DIALECTS = ("automtl", "caffe")
 
@@ -162,8 +163,8 @@ def _global_pool(w: _Writer, n: Node) -> None:
 
 
 def _eltwise(w: _Writer, n: Node) -> None:
-    shapes = [w.graph[i].shape for i in n.inputs]
-    if None not in shapes and any(s != shapes[0] for s in shapes):
+    shapes = [s for s in (w.graph[i].shape for i in n.inputs) if s is not None]
+    if len(shapes) == len(n.inputs) and any(s != shapes[0] for s in shapes):
         raise w.fail(n, f"Caffe Eltwise needs equal shapes, not broadcasting ones {[list(s) for s in shapes]}")
     layer = w.layer(n, "Eltwise")
     layer.eltwise_param.operation = {"mul": 0, "add": 1, "max": 2}[n.op]
@@ -241,16 +242,5 @@ def to_prototxt(graph: Graph, path: str | os.PathLike[str] | None = None, *, dia
     """
     text = dumps_prototxt(graph, dialect=dialect)
     if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".prototxt", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a prototxt is an ordinary shared file
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, text)
     return text

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import operator
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
@@ -19,7 +20,7 @@ from torch import nn
 
 from automtl.errors import TraceError
 from automtl.graph.ir import Graph, Node
-from automtl.graph.layers import Ref
+from automtl.graph.layers import FunctionCall, Ref
 
 # Leaf modules the tracer must not enter: their forward reads ``self.training`` (which fx
 # would freeze into a constant) or is not traceable.
@@ -162,8 +163,9 @@ def _clean_function(n: fx.Node) -> tuple[str, dict[str, Any], list[fx.Node]] | N
     args, kwargs = n.args, n.kwargs
     is_method = n.op == "call_method"
     if n.op == "call_function" and (n.target in _ADD or n.target in _MUL):
-        if len(args) == 2 and not kwargs and all(isinstance(a, fx.Node) for a in args):
-            return ("add" if n.target in _ADD else "mul"), {}, list(args)
+        operands = [a for a in args if isinstance(a, fx.Node)]
+        if len(args) == 2 and not kwargs and len(operands) == 2:
+            return ("add" if n.target in _ADD else "mul"), {}, operands
         return None
     if n.op == "call_function" and n.target in _CAT:
         tensors = args[0] if args else kwargs.get("tensors")
@@ -348,8 +350,8 @@ def _const(value: Any) -> Any:
     return value
 
 
-def _get_attr(gm: fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
+def _get_attr(module: nn.Module, target: str) -> Any:
+    obj: Any = module
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
@@ -427,8 +429,8 @@ def copy_weights(src: nn.Module, dst: nn.Module, *, by: str = "source") -> int:
                 layer.value.copy_(value)
                 copied += 1
                 continue
-            if node.op == "function":
-                layer = layer.target
+            if node.op == "function":  # a module kept as a call: FunctionCall(target=the module)
+                layer = cast(FunctionCall, layer).target
             if not isinstance(value, nn.Module):
                 continue
             try:

@@ -6,10 +6,14 @@ the exporters, ``inspect``) reads one. Nodes are kept in topological order.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from automtl.errors import GraphCycleError, UnknownBlobError
+
+if TYPE_CHECKING:  # imported lazily at run time: module.py builds on this file
+    from automtl.graph.module import GraphModule
 
 # Ops whose weights can carry a per-task policy (share / specialize / skip).
 WEIGHTED_OPS = frozenset({"conv", "deconv", "linear"})
@@ -82,7 +86,7 @@ class Graph:
         return node
 
     @classmethod
-    def from_unordered(cls, nodes: Iterable[Node], outputs: Iterable[str], name: str = "graph") -> "Graph":
+    def from_unordered(cls, nodes: Iterable[Node], outputs: Iterable[str], name: str = "graph") -> Graph:
         """Build a graph from nodes in any order, sorting them topologically (cycles raise)."""
         pending = {n.name: n for n in nodes}
         graph = cls(name=name)
@@ -151,7 +155,7 @@ class Graph:
         shapes = [self[o].shape for o in self.outputs]
         return shapes[0] if len(shapes) == 1 else shapes
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         g = Graph(name=self.name)
         for n in self:
             g.add(Node(n.name, n.op, tuple(n.inputs), copy.copy(n.attrs), n.shape, n.source))
@@ -164,13 +168,13 @@ class Graph:
         return self.nodes == other.nodes and self.outputs == other.outputs
 
     # ---- execution ------------------------------------------------------------------------
-    def to_module(self) -> "GraphModule":
+    def to_module(self) -> GraphModule:
         """Build the executable network (fresh weights; see ``GraphModule.load_from``)."""
         from automtl.graph.module import GraphModule
 
         return GraphModule(self)
 
-    def infer_shapes(self) -> "Graph":
+    def infer_shapes(self) -> Graph:
         """Fill every node's ``shape`` by running the network on zeros (meta-free, cheap)."""
         from automtl.graph.module import infer_shapes
 

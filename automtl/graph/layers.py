@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -213,7 +214,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
 SUPPORTED_OPS = tuple(sorted(BUILDERS))
 
 
-def build_layer(node: "Node") -> nn.Module:
+def build_layer(node: Node) -> nn.Module:
     """The module that executes ``node`` (fresh, default-initialised weights)."""
     try:
         builder = BUILDERS[node.op]
@@ -224,7 +225,7 @@ def build_layer(node: "Node") -> nn.Module:
     return builder(node.attrs)
 
 
-def node_param_count(node: "Node") -> int:
+def node_param_count(node: Node) -> int:
     """Learnable parameters of ``node`` computed from its attributes (no module built)."""
     a = node.attrs
     op = node.op

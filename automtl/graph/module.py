@@ -25,7 +25,7 @@ class GraphModule(nn.Module):
     (or a tuple when the graph has several outputs).
     """
 
-    def __init__(self, graph: "Graph") -> None:
+    def __init__(self, graph: Graph) -> None:
         super().__init__()
         self.graph = graph
         self.layers = nn.ModuleDict()
@@ -40,7 +40,7 @@ class GraphModule(nn.Module):
         """The module of node ``name``."""
         return self.layers[module_key(name)]
 
-    def load_from(self, module: nn.Module) -> "GraphModule":
+    def load_from(self, module: nn.Module) -> GraphModule:
         """Copy the weights of the ``nn.Module`` this graph was imported from (see ``from_module``)."""
         from automtl.graph.fx_import import copy_weights
 
@@ -67,7 +67,7 @@ def split_source(source: str | None) -> tuple[str | None, int | None]:
     return source, None
 
 
-def run_checked(node: "Node", layer: nn.Module, args: list[Any], path: str | None = None) -> Any:
+def run_checked(node: Node, layer: nn.Module, args: list[Any], path: str | None = None) -> Any:
     """Run one node and turn a shape failure into a :class:`ShapeError` naming the layer."""
     try:
         return layer(*args)
@@ -82,7 +82,7 @@ def run_checked(node: "Node", layer: nn.Module, args: list[Any], path: str | Non
         ) from exc
 
 
-def infer_shapes(graph: "Graph") -> None:
+def infer_shapes(graph: Graph) -> None:
     """Fill ``node.shape`` for every node by running the graph on tensors of the input shapes.
 
     Uses the ``meta`` device (no memory, no compute) and falls back to real zeros for ops
@@ -100,7 +100,7 @@ def infer_shapes(graph: "Graph") -> None:
         _infer(graph, torch.device("cpu"))
 
 
-def _infer(graph: "Graph", device: torch.device) -> None:
+def _infer(graph: Graph, device: torch.device) -> None:
     env: dict[str, Any] = {}
     with torch.no_grad():
         for node in graph:

@@ -8,14 +8,22 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, overload
 
 import torch
 from google.protobuf import text_format
 
-from automtl.errors import (GraphCycleError, GraphError, MissingInputShapeError, PrototxtSyntaxError, ShapeError,
-                            UnknownBlobError, UnsupportedLayerError)
+from automtl.errors import (
+    GraphCycleError,
+    GraphError,
+    MissingInputShapeError,
+    PrototxtSyntaxError,
+    ShapeError,
+    UnknownBlobError,
+    UnsupportedLayerError,
+)
 from automtl.graph.caffe_schema import NetParameter
 from automtl.graph.ir import Graph, Node
 from automtl.graph.layers import build_layer
@@ -92,6 +100,14 @@ class _Layer:
         return self.msg.name or (self.msg.top[0] if self.msg.top else "") or f"layer{self.index}"
 
 
+@overload
+def _hw(param: Any, field: str, h: str, w: str, default: int) -> tuple[int, int]: ...
+
+
+@overload
+def _hw(param: Any, field: str, h: str, w: str, default: None) -> tuple[int, int] | None: ...
+
+
 def _hw(param: Any, field: str, h: str, w: str, default: int | None) -> tuple[int, int] | None:
     """Spatial pair from a repeated field (1 or 2 values) or from its ``_h``/``_w`` twins."""
     if param.HasField(h) or param.HasField(w):
@@ -126,9 +142,9 @@ class _Builder:
         self.values: dict[str, torch.Tensor] = {}  # node name -> meta tensor
         self.consumers: dict[str, int] = {}
         self.caffe_bn: set[str] = set()  # stock-Caffe BN nodes a following Scale may fold into
-        self.automtl = any(l.msg.HasField("batch_norm_param") and any(
-            l.msg.batch_norm_param.HasField(f) for f in ("track_running_stats", "momentum", "affine"))
-            for l in self.layers)
+        self.automtl = any(layer.msg.HasField("batch_norm_param") and any(
+            layer.msg.batch_norm_param.HasField(f) for f in ("track_running_stats", "momentum", "affine"))
+            for layer in self.layers)
 
     # ---- errors --------------------------------------------------------------------------
     def err(self, cls: type[GraphError], msg: str, layer: _Layer | None) -> GraphError:
@@ -213,34 +229,34 @@ class _Builder:
     def bind_quirk_input(self, active: list[_Layer]) -> None:
         """AutoMTL files may read ``data`` while declaring ``input: "blob1"``: bind the two."""
         produced = set(self.blobs)
-        for l in active:
-            produced.update(l.msg.top)
+        for layer in active:
+            produced.update(layer.msg.top)
         unproduced: list[tuple[str, _Layer]] = []
-        for l in active:
-            for b in l.msg.bottom:
+        for layer in active:
+            for b in layer.msg.bottom:
                 if b not in produced and b not in [u for u, _ in unproduced]:
-                    unproduced.append((b, l))
+                    unproduced.append((b, layer))
         declared = list(self.net.input)
-        read = {b for l in active for b in l.msg.bottom}
+        read = {b for layer in active for b in layer.msg.bottom}
         if len(declared) == 1 and len(unproduced) == 1 and declared[0] not in read:
             blob, _ = unproduced[0]
             warnings.warn(f"{self.path}: input '{declared[0]}' is never read; binding it to the unproduced "
                           f"bottom '{blob}'", stacklevel=3)
             self.blobs[blob] = self.blobs[declared[0]]
         elif unproduced:
-            blob, l = unproduced[0]
+            blob, layer = unproduced[0]
             known = ", ".join(sorted(produced)[:8])
             raise self.err(UnknownBlobError, f"bottom '{blob}' is produced by no layer (known blobs: {known}"
-                           f"{', …' if len(produced) > 8 else ''})", l)
+                           f"{', …' if len(produced) > 8 else ''})", layer)
 
     # ---- layers --------------------------------------------------------------------------
     def build(self) -> Graph:
         self.declare_inputs()
-        active = [l for l in self.layers if self.in_test_phase(l.msg)]
-        for l in active:  # input layers first: they have no bottoms
-            if l.msg.type == "Input":
-                self.layer_input(l)
-        active = [l for l in active if l.msg.type != "Input"]
+        active = [layer for layer in self.layers if self.in_test_phase(layer.msg)]
+        for layer in active:  # input layers first: they have no bottoms
+            if layer.msg.type == "Input":
+                self.layer_input(layer)
+        active = [layer for layer in active if layer.msg.type != "Input"]
         if not self.graph.inputs:
             raise MissingInputShapeError("the network declares no input; add input + input_dim, input_shape, "
                                          "or an Input layer", path=self.path, line=1)
@@ -249,15 +265,15 @@ class _Builder:
         while pending:
             progressed = False
             rest = []
-            for l in pending:
-                if all(b in self.blobs for b in l.msg.bottom):
-                    self.layer(l)
+            for layer in pending:
+                if all(b in self.blobs for b in layer.msg.bottom):
+                    self.layer(layer)
                     progressed = True
                 else:
-                    rest.append(l)
+                    rest.append(layer)
             pending = rest
             if pending and not progressed:
-                names = [l.name for l in pending]
+                names = [layer.name for layer in pending]
                 raise self.err(GraphCycleError, f"layers wait on each other's tops (cycle among: "
                                f"{', '.join(names[:6])}{', …' if len(names) > 6 else ''})", pending[0])
         used = {s for n in self.graph for s in n.inputs}
@@ -273,44 +289,44 @@ class _Builder:
             return False
         return not (msg.HasField("phase") and msg.phase == 0)
 
-    def layer_input(self, l: _Layer) -> None:
-        shapes = [tuple(int(d) for d in s.dim) for s in l.msg.input_param.shape]
+    def layer_input(self, layer: _Layer) -> None:
+        shapes = [tuple(int(d) for d in s.dim) for s in layer.msg.input_param.shape]
         if not shapes:
-            raise self.err(MissingInputShapeError, "Input layer has no input_param { shape { dim … } }", l)
-        if len(shapes) not in (1, len(l.msg.top)):
-            raise self.err(MissingInputShapeError, f"{len(l.msg.top)} tops but {len(shapes)} shapes", l)
-        for i, top in enumerate(l.msg.top):
+            raise self.err(MissingInputShapeError, "Input layer has no input_param { shape { dim … } }", layer)
+        if len(shapes) not in (1, len(layer.msg.top)):
+            raise self.err(MissingInputShapeError, f"{len(layer.msg.top)} tops but {len(shapes)} shapes", layer)
+        for i, top in enumerate(layer.msg.top):
             shape = shapes[i if len(shapes) > 1 else 0]
-            self.check_shape(shape, top, l)
-            node = self.add(l, top, "input", [], {"shape": shape})
+            self.check_shape(shape, top, layer)
+            node = self.add(layer, top, "input", [], {"shape": shape})
             self.blobs[top] = node.name
 
-    def layer(self, l: _Layer) -> None:
-        handler = _HANDLERS.get(l.msg.type)
+    def layer(self, layer: _Layer) -> None:
+        handler = _HANDLERS.get(layer.msg.type)
         if handler is None:
-            raise self.err(UnsupportedLayerError, f"layer type '{l.msg.type}' is not supported; supported types: "
-                           f"{', '.join(SUPPORTED_TYPES)}", l)
-        inputs = [self.blobs[b] for b in l.msg.bottom]
-        arity = _ARITY.get(l.msg.type, (1, 1))
+            raise self.err(UnsupportedLayerError, f"layer type '{layer.msg.type}' is not supported; supported types: "
+                           f"{', '.join(SUPPORTED_TYPES)}", layer)
+        inputs = [self.blobs[b] for b in layer.msg.bottom]
+        arity = _ARITY.get(layer.msg.type, (1, 1))
         if not arity[0] <= len(inputs) <= (arity[1] or len(inputs)):
-            raise self.err(ShapeError, f"{l.msg.type} takes {arity[0]}"
+            raise self.err(ShapeError, f"{layer.msg.type} takes {arity[0]}"
                            f"{'+' if arity[1] is None else ('' if arity[0] == arity[1] else f'-{arity[1]}')} "
-                           f"bottoms, got {len(inputs)}", l)
-        if l.msg.type != "Split" and len(l.msg.top) != 1:
-            raise self.err(ShapeError, f"{l.msg.type} must have exactly one top, got {len(l.msg.top)}", l)
+                           f"bottoms, got {len(inputs)}", layer)
+        if layer.msg.type != "Split" and len(layer.msg.top) != 1:
+            raise self.err(ShapeError, f"{layer.msg.type} must have exactly one top, got {len(layer.msg.top)}", layer)
         try:
-            node_name = handler(self, l, inputs)
+            node_name = handler(self, layer, inputs)
         except ValueError as exc:
-            raise self.err(ShapeError, str(exc), l) from None
+            raise self.err(ShapeError, str(exc), layer) from None
         if node_name is not None:
-            self.blobs[l.msg.top[0]] = node_name
+            self.blobs[layer.msg.top[0]] = node_name
 
 
-def _conv(b: _Builder, l: _Layer, inputs: list[str], deconv: bool = False) -> str:
-    p = l.msg.convolution_param
+def _conv(b: _Builder, layer: _Layer, inputs: list[str], deconv: bool = False) -> str:
+    p = layer.msg.convolution_param
     shape = b.shape_of(inputs[0])
     if len(shape) != 4:
-        raise ValueError(f"{l.msg.type} needs a 4-D (N, C, H, W) bottom, got {list(shape)}")
+        raise ValueError(f"{layer.msg.type} needs a 4-D (N, C, H, W) bottom, got {list(shape)}")
     if not p.HasField("num_output") or p.num_output <= 0:
         raise ValueError("convolution_param.num_output must be set and positive")
     kernel = _hw(p, "kernel_size", "kernel_h", "kernel_w", None)
@@ -320,7 +336,7 @@ def _conv(b: _Builder, l: _Layer, inputs: list[str], deconv: bool = False) -> st
     dilation = (1, 1) if not dil else ((dil[0], dil[0]) if len(dil) == 1 else (dil[0], dil[1]))
     if len(dil) > 2:
         raise ValueError("'dilation' has more than 2 values")
-    attrs = {"in_channels": shape[1], "out_channels": int(p.num_output), "kernel_size": kernel,
+    attrs: dict[str, Any] = {"in_channels": shape[1], "out_channels": int(p.num_output), "kernel_size": kernel,
              "stride": _hw(p, "stride", "stride_h", "stride_w", 1), "padding": _hw(p, "pad", "pad_h", "pad_w", 0),
              "dilation": (int(dilation[0]), int(dilation[1])), "groups": int(p.group), "bias": bool(p.bias_term)}
     if attrs["groups"] <= 0 or shape[1] % attrs["groups"] or attrs["out_channels"] % attrs["groups"]:
@@ -330,11 +346,11 @@ def _conv(b: _Builder, l: _Layer, inputs: list[str], deconv: bool = False) -> st
         raise ValueError("kernel_size, stride and dilation must be positive")
     if deconv:
         attrs["output_padding"] = (0, 0)
-    return b.add(l, l.name, "deconv" if deconv else "conv", inputs, attrs).name
+    return b.add(layer, layer.name, "deconv" if deconv else "conv", inputs, attrs).name
 
 
-def _batch_norm(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.batch_norm_param
+def _batch_norm(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.batch_norm_param
     shape = b.shape_of(inputs[0])
     if len(shape) not in (2, 4):
         raise ValueError(f"BatchNorm needs a 2-D or 4-D bottom, got {list(shape)}")
@@ -349,14 +365,14 @@ def _batch_norm(b: _Builder, l: _Layer, inputs: list[str]) -> str:
         track = True
     attrs = {"num_features": shape[1], "eps": _f32(p.eps), "momentum": momentum, "affine": affine,
              "track_running_stats": track, "dims": 2 if len(shape) == 4 else 1}
-    node = b.add(l, l.name, "batch_norm", inputs, attrs)
+    node = b.add(layer, layer.name, "batch_norm", inputs, attrs)
     if not automtl_fields and not b.automtl:
         b.caffe_bn.add(node.name)
     return node.name
 
 
-def _scale(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.scale_param
+def _scale(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.scale_param
     if len(inputs) != 1:
         raise ValueError("Scale with a second bottom (learned scale blob) is not supported")
     if p.axis != 1 or p.num_axes != 1:
@@ -367,31 +383,32 @@ def _scale(b: _Builder, l: _Layer, inputs: list[str]) -> str:
         src.attrs["affine"] = True  # BatchNorm + Scale = one affine BN
         b.caffe_bn.discard(src.name)
         return src.name
-    return b.add(l, l.name, "scale", inputs, {"num_features": b.shape_of(inputs[0])[1],
+    return b.add(layer, layer.name, "scale", inputs, {"num_features": b.shape_of(inputs[0])[1],
                                               "bias": bool(p.bias_term)}).name
 
 
-def _relu(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    slope = _f32(l.msg.relu_param.negative_slope)
+def _relu(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    slope = _f32(layer.msg.relu_param.negative_slope)
     if slope:
-        return b.add(l, l.name, "leaky_relu", inputs, {"negative_slope": slope}).name
-    return b.add(l, l.name, "relu", inputs, {}).name
+        return b.add(layer, layer.name, "leaky_relu", inputs, {"negative_slope": slope}).name
+    return b.add(layer, layer.name, "relu", inputs, {}).name
 
 
-def _prelu(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    shared = l.msg.prelu_param.channel_shared
+def _prelu(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    shared = layer.msg.prelu_param.channel_shared
     shape = b.shape_of(inputs[0])
-    return b.add(l, l.name, "prelu", inputs, {"num_parameters": 1 if shared or len(shape) < 2 else shape[1]}).name
+    channels = 1 if shared or len(shape) < 2 else shape[1]
+    return b.add(layer, layer.name, "prelu", inputs, {"num_parameters": channels}).name
 
 
-def _swish(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    if _f32(l.msg.swish_param.beta) != 1.0:
+def _swish(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    if _f32(layer.msg.swish_param.beta) != 1.0:
         raise ValueError("Swish is supported with beta: 1 only")
-    return b.add(l, l.name, "silu", inputs, {}).name
+    return b.add(layer, layer.name, "silu", inputs, {}).name
 
 
-def _pooling(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.pooling_param
+def _pooling(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.pooling_param
     shape = b.shape_of(inputs[0])
     if len(shape) != 4:
         raise ValueError(f"Pooling needs a 4-D bottom, got {list(shape)}")
@@ -399,7 +416,7 @@ def _pooling(b: _Builder, l: _Layer, inputs: list[str]) -> str:
         raise ValueError("STOCHASTIC pooling is not supported (MAX and AVE are)")
     method = "max" if p.pool == 0 else "avg"
     if p.global_pooling:
-        return b.add(l, l.name, "global_pool", inputs, {"method": method}).name
+        return b.add(layer, layer.name, "global_pool", inputs, {"method": method}).name
     kernel = _hw(p, "kernel_size", "kernel_h", "kernel_w", None)
     if kernel is None:
         raise ValueError("pooling_param needs kernel_size (or kernel_h/kernel_w, or global_pooling)")
@@ -411,11 +428,11 @@ def _pooling(b: _Builder, l: _Layer, inputs: list[str]) -> str:
     attrs: dict[str, Any] = {"kernel_size": kernel, "stride": stride, "padding": pad, "ceil_mode": ceil}
     if method == "avg":
         attrs["count_include_pad"] = True
-    return b.add(l, l.name, f"{method}_pool", inputs, attrs).name
+    return b.add(layer, layer.name, f"{method}_pool", inputs, attrs).name
 
 
-def _eltwise(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.eltwise_param
+def _eltwise(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.eltwise_param
     shapes = [b.shape_of(i) for i in inputs]
     if any(s != shapes[0] for s in shapes):
         raise ValueError(f"Eltwise bottoms have different shapes: {', '.join(str(list(s)) for s in shapes)}")
@@ -429,20 +446,20 @@ def _eltwise(b: _Builder, l: _Layer, inputs: list[str]) -> str:
         coeffs = tuple(_f32(c) for c in p.coeff)
         if any(c != 1.0 for c in coeffs):
             attrs["coeffs"] = coeffs
-    return b.add(l, l.name, op, inputs, attrs).name
+    return b.add(layer, layer.name, op, inputs, attrs).name
 
 
-def _concat(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.concat_param
+def _concat(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.concat_param
     axis = int(p.axis) if p.HasField("axis") or not p.HasField("concat_dim") else int(p.concat_dim)
     rank = len(b.shape_of(inputs[0]))
     if not -rank <= axis < rank:
         raise ValueError(f"Concat axis {axis} is outside a {rank}-D bottom")
-    return b.add(l, l.name, "concat", inputs, {"dim": axis}).name
+    return b.add(layer, layer.name, "concat", inputs, {"dim": axis}).name
 
 
-def _inner_product(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.inner_product_param
+def _inner_product(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.inner_product_param
     if p.transpose:
         raise ValueError("InnerProduct with transpose: true is not supported")
     if not p.HasField("num_output") or p.num_output <= 0:
@@ -451,40 +468,40 @@ def _inner_product(b: _Builder, l: _Layer, inputs: list[str]) -> str:
     axis = int(p.axis) % len(shape) if shape else 1
     src = inputs[0]
     if len(shape) > axis + 1:  # Caffe flattens everything from ``axis`` on
-        src = b.add(l, f"{l.name}/flatten", "flatten", [src], {"start_dim": axis, "end_dim": -1}).name
+        src = b.add(layer, f"{layer.name}/flatten", "flatten", [src], {"start_dim": axis, "end_dim": -1}).name
         shape = b.shape_of(src)
-    return b.add(l, l.name, "linear", [src], {"in_features": shape[-1], "out_features": int(p.num_output),
+    return b.add(layer, layer.name, "linear", [src], {"in_features": shape[-1], "out_features": int(p.num_output),
                                              "bias": bool(p.bias_term)}).name
 
 
-def _flatten(b: _Builder, l: _Layer, inputs: list[str]) -> str:
-    p = l.msg.flatten_param
-    return b.add(l, l.name, "flatten", inputs, {"start_dim": int(p.axis), "end_dim": int(p.end_axis)}).name
+def _flatten(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
+    p = layer.msg.flatten_param
+    return b.add(layer, layer.name, "flatten", inputs, {"start_dim": int(p.axis), "end_dim": int(p.end_axis)}).name
 
 
-def _split(b: _Builder, l: _Layer, inputs: list[str]) -> None:
-    for top in l.msg.top:  # Split copies a blob: every top is the same node
+def _split(b: _Builder, layer: _Layer, inputs: list[str]) -> None:
+    for top in layer.msg.top:  # Split copies a blob: every top is the same node
         b.blobs[top] = inputs[0]
     return None
 
 
 def _simple(op: str) -> Callable[[_Builder, _Layer, list[str]], str]:
-    def handler(b: _Builder, l: _Layer, inputs: list[str]) -> str:
+    def handler(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
         attrs: dict[str, Any] = {}
         if op == "dropout":
-            ratio = _f32(l.msg.dropout_param.dropout_ratio)
+            ratio = _f32(layer.msg.dropout_param.dropout_ratio)
             if not 0.0 <= ratio <= 1.0:
                 raise ValueError(f"dropout_ratio {ratio} is outside [0, 1]")
             attrs = {"p": ratio}
         elif op == "softmax":
-            attrs = {"dim": int(l.msg.softmax_param.axis)}
-        return b.add(l, l.name, op, inputs, attrs).name
+            attrs = {"dim": int(layer.msg.softmax_param.axis)}
+        return b.add(layer, layer.name, op, inputs, attrs).name
     return handler
 
 
 _HANDLERS: dict[str, Callable[[_Builder, _Layer, list[str]], str | None]] = {
     "Convolution": _conv,
-    "Deconvolution": lambda b, l, i: _conv(b, l, i, deconv=True),
+    "Deconvolution": lambda b, layer, i: _conv(b, layer, i, deconv=True),
     "BatchNorm": _batch_norm,
     "Scale": _scale,
     "ReLU": _relu,

@@ -5,12 +5,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import Registry
 from torch import nn
 
 from automtl.errors import ConfigError
-
-HEADS = Registry("head")
+from automtl.registry import HEADS, build
 
 Size = int | Sequence[int] | None
 
@@ -135,18 +133,12 @@ class ConvHead(DenseHead):
         return self.layers(x)
 
 
-def build_head(cfg: dict | nn.Module) -> nn.Module:
-    """A head from ``dict(type="ASPPHead", in_channels=..., num_classes=..., ...)``."""
+def build_head(cfg: dict | nn.Module, *, key: str = "head") -> nn.Module:
+    """A head from ``dict(type="ASPPHead", in_channels=..., num_classes=..., ...)`` (any type
+    registered in :data:`automtl.registry.HEADS`), or an ``nn.Module`` as it is."""
     if isinstance(cfg, nn.Module):
         return cfg
-    if not isinstance(cfg, dict) or "type" not in cfg:
-        raise ConfigError("a head config is a dict with a 'type' key", key="type")
-    if cfg["type"] not in HEADS.module_dict:
-        raise ConfigError(f"unknown head {cfg['type']!r}; registered: {sorted(HEADS.module_dict)}", key="type")
-    try:
-        return HEADS.build(dict(cfg))
-    except TypeError as e:
-        raise ConfigError(f"bad arguments for head {cfg['type']!r}: {e}", key="type") from None
+    return build(HEADS, cfg, key=key)
 
 
 def build_task_heads(tasks: Sequence[str], in_channels: int, *, head: str = "ConvHead",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,7 @@ class Metric(ABC):
         return f"{type(self).__name__}(primary={self.primary!r})"
 
 
-def match_size(pred: torch.Tensor, size: tuple[int, int], *, mode: str = "bilinear") -> torch.Tensor:
+def match_size(pred: torch.Tensor, size: Sequence[int], *, mode: str = "bilinear") -> torch.Tensor:
     """Resize a ``[B,C,h,w]`` prediction to the target's ``(H, W)`` when they differ."""
     if tuple(pred.shape[-2:]) == tuple(size):
         return pred

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from automtl.errors import ConfigError
+from automtl.io import atomic_write_text
 
 __all__ = ["VARIANTS", "Baseline", "default_directions", "relative_diffs", "delta_m", "delta_m_all", "save_baseline",
            "load_baseline"]
@@ -126,7 +126,7 @@ class Baseline:
 
     @classmethod
     def from_metrics(cls, results: Results, metrics: Mapping[str, Any], meta: dict[str, Any] | None = None
-                     ) -> "Baseline":
+                     ) -> Baseline:
         """Build from ``{task: values}`` and the metric objects that produced them."""
         return cls({t: {k: float(v) for k, v in r.items()} for t, r in results.items()},
                    {t: dict(metrics[t].higher_is_better) for t in results},
@@ -138,22 +138,12 @@ class Baseline:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the JSON file atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"format": _FORMAT, "metrics": self.results, "higher_is_better": self.higher_is_better,
                "primary": self.primary, "meta": self.meta}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=2, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Baseline":
+    def load(cls, path: str | os.PathLike) -> Baseline:
         """Read a file written by ``save``; ConfigError names the file and the bad key."""
         try:
             doc = json.loads(Path(path).read_text())

@@ -7,6 +7,7 @@ whole evaluation set, not a mean of per-image values.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -191,7 +192,7 @@ class FMeasure(Metric):
                 "gt_hit": torch.zeros(n, dtype=torch.int64), "gt_pos": torch.zeros(1, dtype=torch.int64),
                 "abs": _f64(), "n": _f64()}
 
-    def _prob(self, pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _prob(self, pred: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         pred = match_size(pred, size).double()
         return torch.sigmoid(pred) if self.from_logits else pred
 

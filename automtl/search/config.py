@@ -2,10 +2,10 @@
 
 A config holds::
 
-    space = dict(type="toy_layered", ...)          # required
-    evaluator = dict(type="toy", ...)              # required
+    space = dict(type="toy_layered", ...)          # required, automtl.registry.SPACES
+    evaluator = dict(type="toy", ...)              # required, automtl.registry.EVALUATORS
     fitness = dict(type="t_score")                 # optional (t_score | weighted_sum | delta_m)
-    search = dict(budget=(min, max),               # required
+    search = dict(budget=(min, max),               # required: EvolutionSettings
                   mode="evolution", generations=20, population=50, top_k=10,
                   n_mutations=25, n_crossovers=25, p_layer=0.2, p_global=0.4)
     storage = None      # optional optuna URL; default: SQLite in the work dir
@@ -13,62 +13,51 @@ A config holds::
     seed = 0            # optional
     work_dir = "..."    # optional; default: work_dirs/<config stem>
     tensorboard = True  # optional; per-trial scalars in <work_dir>/tb
+
+Unknown top-level keys and unknown or badly typed ``search`` settings are
+:class:`~automtl.errors.ConfigError` naming the dotted key.
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from automtl.config import check_top_level, plain
 from automtl.errors import ConfigError
-from automtl.search.evaluate import build_fitness
-from automtl.search.registry import build_evaluator, build_space
-from automtl.search.runner import MODES, EvolutionSearch, attach_log
+from automtl.registry import EVALUATORS, SPACES, build
+from automtl.search.fitness import build_fitness
+from automtl.search.runner import EvolutionSearch
+from automtl.search.settings import EvolutionSettings
+from automtl.search.tracking import attach_log
 
-_SEARCH_KEYS = {"budget", "mode", "generations", "population", "top_k", "n_mutations",
-                "n_crossovers", "p_layer", "p_global", "record_params", "stale_after_s",
-                "max_consecutive_failures"}
+__all__ = ["REQUIRED", "TOP_LEVEL", "SearchJob", "build_job"]
+
+#: the top-level keys of a search config (plus automtl.config.COMMON_KEYS)
+TOP_LEVEL = ("space", "evaluator", "fitness", "search", "storage", "study", "seed", "work_dir",
+             "tensorboard")
+REQUIRED = ("space", "evaluator", "search")
 
 
 @dataclass
 class SearchJob:
-    """A search built from a config, with what ``tools/search.py`` needs to run it."""
+    """A search built from a config, with what the ``search`` command needs to run it."""
 
     search: EvolutionSearch
-    n_generations: int
     work_dir: Path
     study_name: str
-    storage: Any
     seed: int | None
 
 
-def load_config(path: str | os.PathLike[str]) -> Any:
-    """An mmengine ``Config`` from ``path`` (:class:`ConfigError` if it cannot be read)."""
-    from mmengine.config import Config
-
-    if not Path(path).is_file():
-        raise ConfigError("config file not found", path=str(path))
-    try:
-        return Config.fromfile(str(path))
-    except Exception as exc:  # syntax errors, bad imports inside the config
-        raise ConfigError(f"cannot load config: {type(exc).__name__}: {exc}",
-                          path=str(path)) from exc
-
-
-def _require(cfg: Mapping[str, Any], key: str, where: str | None) -> Any:
-    if key not in cfg or cfg[key] is None:
-        raise ConfigError("missing key", key=key, path=where)
-    return cfg[key]
-
-
-def _plain(obj: Any) -> Any:
-    """mmengine ConfigDict → dict, recursively (tuples stay tuples)."""
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    return obj
+def _option(cfg: Mapping[str, Any], key: str, kinds: tuple[type, ...], path: str | None) -> Any:
+    """Top-level ``key`` of ``cfg`` (None when absent), :class:`ConfigError` if not a ``kinds``."""
+    value = cfg.get(key)
+    wrong_kind = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+    if value is not None and wrong_kind:
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"must be {names} or None", key=key, path=path, value=value)
+    return value
 
 
 def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
@@ -76,39 +65,24 @@ def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
               seed: int | None = None, work_dir: str | None = None, progress: bool = True,
               tensorboard: bool | None = None) -> SearchJob:
     """Build the search a config describes; command-line values override the config's."""
-    cfg = _plain(dict(cfg))
+    cfg = plain(cfg)
+    check_top_level(cfg, TOP_LEVEL, path=config_path, required=REQUIRED)
     stem = Path(config_path).stem if config_path else "search"
-    space_cfg = _require(cfg, "space", config_path)
-    eval_cfg = _require(cfg, "evaluator", config_path)
-    s = _require(cfg, "search", config_path)
-    if not isinstance(s, Mapping):
-        raise ConfigError(f"must be a dict, got {type(s).__name__}", key="search",
-                          path=config_path)
-    if "budget" not in s:
-        raise ConfigError("missing key", key="search.budget", path=config_path)
-    unknown = sorted(set(s) - _SEARCH_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown setting; known: {sorted(_SEARCH_KEYS)}",
-                          key=f"search.{unknown[0]}", path=config_path)
-    mode = s.get("mode", "evolution")
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}; use one of {MODES}", key="search.mode",
-                          path=config_path)
-    work = Path(work_dir or cfg.get("work_dir") or f"work_dirs/{stem}")
-    seed = seed if seed is not None else cfg.get("seed")
-    study_name = study or cfg.get("study") or stem
-    storage = storage if storage is not None else cfg.get("storage")
-    space = build_space(space_cfg)
+    settings = EvolutionSettings.parse(cfg["search"], path=config_path)
+    seed = seed if seed is not None else _option(cfg, "seed", (int,), config_path)
+    work = Path(work_dir or _option(cfg, "work_dir", (str,), config_path) or f"work_dirs/{stem}")
+    study_name = study or _option(cfg, "study", (str,), config_path) or stem
+    storage = storage if storage is not None else _option(cfg, "storage", (str,), config_path)
+    if tensorboard is None:
+        board = _option(cfg, "tensorboard", (bool,), config_path)
+        tensorboard = True if board is None else board
+    space = build(SPACES, cfg["space"], key="space")
     work.mkdir(parents=True, exist_ok=True)
     attach_log(work)  # supernet training inside the evaluator builder logs there too
-    evaluator = build_evaluator(eval_cfg, space, work_dir=work, seed=seed)
+    evaluator = build(EVALUATORS, cfg["evaluator"], space, key="evaluator", work_dir=work,
+                      seed=seed)
     fitness = build_fitness(cfg.get("fitness"))
-    kw = {k: s[k] for k in ("population", "top_k", "n_mutations", "n_crossovers", "p_layer",
-                            "p_global", "record_params", "stale_after_s",
-                            "max_consecutive_failures") if k in s}
-    search = EvolutionSearch(space, evaluator, budget=tuple(s["budget"]), fitness=fitness,
-                             mode=mode, storage=storage, study_name=study_name, resume=resume,
-                             work_dir=work, seed=seed, progress=progress,
-                             tensorboard=bool(cfg.get("tensorboard", True) if tensorboard is None
-                                              else tensorboard), **kw)
-    return SearchJob(search, int(s.get("generations", 20)), work, study_name, storage, seed)
+    search = EvolutionSearch(space, evaluator, settings, fitness=fitness, storage=storage,
+                             study_name=study_name, resume=resume, work_dir=work, seed=seed,
+                             progress=progress, tensorboard=tensorboard)
+    return SearchJob(search, work, study_name, seed)

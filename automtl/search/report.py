@@ -1,44 +1,41 @@
 """Search outputs: best candidate file, ``trials.csv``, ``result.json``, the fitness-vs-size plot.
 
-Every file is written to a temporary name and renamed, so a killed search never leaves half
+Every file goes through :func:`automtl.io.atomic_write`, so a killed search never leaves half
 a file behind.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any
+
+from automtl.io import atomic_write, atomic_write_text
+from automtl.search.result import SearchResult, TrialRecord, pareto_front
 
 if TYPE_CHECKING:
-    from automtl.search.runner import EvolutionSearch, SearchResult, TrialRecord
-
-
-def _atomic(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".tmp")
+    from automtl.search.runner import EvolutionSearch
 
 
 def write_trials_csv(records: Sequence[TrialRecord], tasks: Sequence[str], path: Path) -> Path:
     """One row per trial: number, state, generation, origin, key, sizes, scores, fitness,
     error, seconds, worker, and the candidate as JSON."""
-    tmp = _atomic(path)
     cols = (["number", "state", "generation", "origin", "key", "params_total"]
             + [f"params_{t}" for t in tasks] + [f"score_{t}" for t in tasks]
             + ["fitness", "seconds", "worker", "error", "candidate"])
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in records:
-            w.writerow([r.number, r.state, r.generation, r.origin, r.key, r.params.get("total", "")]
-                       + [r.params.get(t, "") for t in tasks] + [r.scores.get(t, "") for t in tasks]
-                       + ["" if r.fitness is None else r.fitness,
-                          "" if r.seconds is None else f"{r.seconds:.4f}", r.worker or "",
-                          r.error or "",
-                          "" if r.candidate is None else json.dumps(r.candidate, sort_keys=True)])
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(cols)
+    for r in records:
+        w.writerow([r.number, r.state, r.generation, r.origin, r.key, r.params.get("total", "")]
+                   + [r.params.get(t, "") for t in tasks] + [r.scores.get(t, "") for t in tasks]
+                   + ["" if r.fitness is None else r.fitness,
+                      "" if r.seconds is None else f"{r.seconds:.4f}", r.worker or "",
+                      r.error or "",
+                      "" if r.candidate is None else json.dumps(r.candidate, sort_keys=True)])
+    return atomic_write_text(path, text.getvalue())
 
 
 def plot_search(result: SearchResult, path: Path, *, title: str = "") -> Path:
@@ -49,21 +46,19 @@ def plot_search(result: SearchResult, path: Path, *, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from automtl.search.runner import pareto_front
-
     done = [r for r in result.trials if r.state == "COMPLETE" and r.fitness is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     lo, hi = result.budget
     ax.axvspan(lo, hi, color="tab:green", alpha=0.12, label=f"budget {lo:,}..{hi:,}")
     if done:
         gens = [r.generation or 0 for r in done]
-        sc = ax.scatter([r.params["total"] for r in done], [r.fitness for r in done], c=gens,
+        sc = ax.scatter([r.params["total"] for r in done], _fitnesses(done), c=gens,
                         cmap="viridis", s=14, alpha=0.8, label="candidates")
         fig.colorbar(sc, ax=ax, label="generation")
         front = pareto_front(done)
-        ax.step([r.params["total"] for r in front], [r.fitness for r in front], where="post",
+        ax.step([r.params["total"] for r in front], _fitnesses(front), where="post",
                 color="tab:red", lw=1.5, label="Pareto front")
-        if result.best is not None:
+        if result.best is not None and result.best_fitness is not None:  # set together
             ax.scatter([result.best_params["total"]], [result.best_fitness], marker="*", s=180,
                        color="tab:red", edgecolor="k", zorder=5, label="best")
     ax.set_xlabel("parameters (multi-task total)")
@@ -71,14 +66,18 @@ def plot_search(result: SearchResult, path: Path, *, title: str = "") -> Path:
     ax.set_title(title or "search: fitness vs. size")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = _atomic(path)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
 
 
-def _record_json(r: TrialRecord) -> dict:
+def _fitnesses(records: Sequence[TrialRecord]) -> list[float]:
+    """The fitness of each record (all scored: callers pass completed, scored trials)."""
+    return [r.fitness for r in records if r.fitness is not None]
+
+
+def _record_json(r: TrialRecord) -> dict[str, Any]:
     return {"number": r.number, "candidate": r.candidate, "params": r.params,
             "scores": r.scores, "fitness": r.fitness, "generation": r.generation}
 
@@ -100,12 +99,9 @@ def write_outputs(search: EvolutionSearch, result: SearchResult, work_dir: Path
                    "params": result.best_params, "scores": result.best_scores,
                    "fitness": result.best_fitness},
                "pareto": [_record_json(r) for r in result.pareto]}
-    for name, data in (("result", summary), ("search", search.settings)):
-        path = work_dir / f"{name}.json"
-        tmp = _atomic(path)
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-        out[name] = path
+    for name, data in (("result", summary), ("search", search.describe())):
+        out[name] = atomic_write_text(work_dir / f"{name}.json",
+                                      json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     out["plot"] = plot_search(result, work_dir / "search.png",
                               title=f"{search.space.name}: {search.mode}")
     log = work_dir / "search.log"

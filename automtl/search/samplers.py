@@ -19,7 +19,8 @@ import datetime as _dt
 import os
 import random
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseGASampler, NSGAIISampler, RandomSampler
@@ -27,12 +28,18 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from automtl.errors import SearchError
-from automtl.search.proposer import EvolutionConfig, Proposer
-from automtl.search.space import Candidate, SearchSpace
+from automtl.search.proposer import Proposer
+from automtl.search.settings import EvolutionSettings
 from automtl.search.storage import created_without_rival
+from automtl.spaces.base import Candidate, SearchSpace
 
 if TYPE_CHECKING:
     from optuna.study import Study
+
+    # the mixin below is only ever combined with an optuna GA sampler, whose members it uses
+    _GASamplerMixinBase = BaseGASampler
+else:
+    _GASamplerMixinBase = object
 
 #: system-attr keys written on every trial
 CANDIDATE = "automtl:candidate"
@@ -79,14 +86,14 @@ def _exhausted() -> SearchError:
 class _CandidateAssigner:
     """Shared by both samplers: gives a trial an in-budget candidate no other trial holds."""
 
-    def __init__(self, space: SearchSpace, budget: tuple[int, int], cfg: EvolutionConfig,
-                 seed: int | None, record_params: bool | None) -> None:
+    def __init__(self, space: SearchSpace, settings: EvolutionSettings, seed: int | None) -> None:
         self.space = space
-        self.proposer = Proposer(space, budget, cfg)
+        self.proposer = Proposer(space, settings)
         self.rng = random.Random(seed)
         self._assigned: dict[int, Candidate] = {}
         self._distributions = {name: CategoricalDistribution(list(choices))
                                for name, choices in space.gene_choices().items()}
+        record_params = settings.record_params
         if record_params is None:  # one storage write per gene: worth it for small spaces
             record_params = 0 < len(self._distributions) <= MAX_AUTO_PARAMS
         self.record_params = bool(record_params)
@@ -132,7 +139,7 @@ class _CandidateAssigner:
         rejected_before = self.proposer.n_rejected
         draws = self.draw(trials, number=trial.number, generation=generation, parents=parents,
                           gen_key=gen_key, exclude_id=tid)
-        for _, (key, cand, origin) in zip(range(MAX_CLAIMS), draws):
+        for _, (key, cand, origin) in zip(range(MAX_CLAIMS), draws):  # noqa: B007 (used after)
             storage.set_trial_system_attr(tid, KEY, key)
             now = storage.get_all_trials(study._study_id, deepcopy=False)
             if not any(t._trial_id != tid and is_live(t) and t.system_attrs[KEY] == key
@@ -211,21 +218,25 @@ class _ParentMemo:
 
 def _value_of(trial: FrozenTrial, direction: StudyDirection) -> float:
     v = trial.value
+    if v is None:
+        raise SearchError(f"trial {trial.number} has no objective value")
     return v if direction == StudyDirection.MAXIMIZE else -v
 
 
-class _AssignedCandidates:
+class _AssignedCandidates(_GASamplerMixinBase):
     """What both evolution samplers share: each trial's candidate is decided in
     ``before_trial`` by a :class:`_CandidateAssigner`; optuna's parameter hooks read it back."""
 
+    settings: EvolutionSettings
     assigner: _CandidateAssigner
     _parents: _ParentMemo
     _fallback: RandomSampler
 
-    def _init_assigner(self, space: SearchSpace, budget: tuple[int, int], config: EvolutionConfig,
-                       seed: int | None, record_params: bool | None) -> None:
+    def _init_assigner(self, space: SearchSpace, settings: EvolutionSettings,
+                       seed: int | None) -> None:
         self.space = space
-        self.assigner = _CandidateAssigner(space, budget, config, seed, record_params)
+        self.settings = settings
+        self.assigner = _CandidateAssigner(space, settings, seed)
         self._fallback = RandomSampler(seed=seed)
         self._parents = _ParentMemo()
 
@@ -307,7 +318,7 @@ class _AssignedCandidates:
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
-        super().after_trial(study, trial, state, values)  # type: ignore[misc]
+        super().after_trial(study, trial, state, values)
         self.assigner.forget(trial._trial_id)
 
 
@@ -323,10 +334,12 @@ class EvolutionSampler(_AssignedCandidates, BaseGASampler):
     Example::
 
         import optuna
-        from automtl.search import EvolutionSampler, LayeredToySpace
+        from automtl.search import EvolutionSampler, EvolutionSettings
+        from automtl.spaces import LayeredToySpace
         space = LayeredToySpace()
-        sampler = EvolutionSampler(space, budget=(20_000, 40_000), population=10, top_k=3,
-                                   n_mutations=5, n_crossovers=5, seed=0)
+        settings = EvolutionSettings(budget=(20_000, 40_000), population=10, top_k=3,
+                                     n_mutations=5, n_crossovers=5)
+        sampler = EvolutionSampler(space, settings, seed=0)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         def objective(trial):
             cand = sampler.candidate(study, trial)
@@ -335,24 +348,19 @@ class EvolutionSampler(_AssignedCandidates, BaseGASampler):
 
     Args:
         space: the search space.
-        budget: ``(min_params, max_params)`` of the total (shared weights counted once).
-        population, top_k, n_mutations, n_crossovers, p_layer, p_global: DESIGN §3 settings.
+        settings: the :class:`EvolutionSettings` (budget, population, top_k, operators;
+            ``record_params`` also reports the genes as optuna params for the dashboard and
+            ``trials_dataframe``, one storage write per gene, by default only for spaces with
+            at most ``MAX_AUTO_PARAMS`` genes; the candidate is always in the ``candidate``
+            user attr), or a mapping of them.
         seed: seeds the proposal RNG.
-        record_params: also report the genes as optuna params (dashboard, trials_dataframe);
-            costs one storage write per gene. ``None`` (default): only for spaces with at most
-            ``MAX_AUTO_PARAMS`` genes. The candidate is always in the ``candidate`` user attr.
     """
 
-    def __init__(self, space: SearchSpace, *, budget: tuple[int, int], population: int = 50,
-                 top_k: int = 10, n_mutations: int = 25, n_crossovers: int = 25,
-                 p_layer: float = 0.2, p_global: float = 0.4, seed: int | None = None,
-                 record_params: bool | None = None, max_child_tries: int = 50,
-                 max_random_tries: int = 5000) -> None:
-        self.config = EvolutionConfig(population, top_k, n_mutations, n_crossovers, p_layer,
-                                      p_global, max_child_tries, max_random_tries)
-        self.config.check()
-        super().__init__(population_size=population)
-        self._init_assigner(space, budget, self.config, seed, record_params)
+    def __init__(self, space: SearchSpace, settings: EvolutionSettings | Mapping[str, Any], *,
+                 seed: int | None = None) -> None:
+        settings = EvolutionSettings.parse(settings)
+        super().__init__(population_size=settings.population)
+        self._init_assigner(space, settings, seed)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
         """The parents of ``generation`` (chosen once, shared through the study, memoised)."""
@@ -365,7 +373,7 @@ class EvolutionSampler(_AssignedCandidates, BaseGASampler):
             pool.setdefault(t._trial_id, t)
         direction = study.direction
         ranked = sorted(pool.values(), key=lambda t: (-_value_of(t, direction), t.number))
-        return ranked[: self.config.top_k]
+        return ranked[: self.settings.top_k]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         """Give the new trial its candidate (unless ``create_trial`` made it with one)."""
@@ -385,16 +393,11 @@ class ParetoEvolutionSampler(_AssignedCandidates, NSGAIISampler):
     keeps ``population`` survivors.
     """
 
-    def __init__(self, space: SearchSpace, *, budget: tuple[int, int], population: int = 50,
-                 top_k: int = 10, n_mutations: int = 25, n_crossovers: int = 25,
-                 p_layer: float = 0.2, p_global: float = 0.4, seed: int | None = None,
-                 record_params: bool | None = None, max_child_tries: int = 50,
-                 max_random_tries: int = 5000) -> None:
-        self.config = EvolutionConfig(population, top_k, n_mutations, n_crossovers, p_layer,
-                                      p_global, max_child_tries, max_random_tries)
-        self.config.check()
-        super().__init__(population_size=population, seed=seed)
-        self._init_assigner(space, budget, self.config, seed, record_params)
+    def __init__(self, space: SearchSpace, settings: EvolutionSettings | Mapping[str, Any], *,
+                 seed: int | None = None) -> None:
+        settings = EvolutionSettings.parse(settings)
+        super().__init__(population_size=settings.population, seed=seed)
+        self._init_assigner(space, settings, seed)
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
         """The NSGA-II survivors that parent ``generation`` (memoised, see EvolutionSampler)."""

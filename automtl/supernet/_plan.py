@@ -8,12 +8,13 @@ branched model — it splits exactly where the tasks' computations diverge.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch import nn
 
-from automtl.supernet._spec import BackboneSpec, Ref
+from automtl.supernet._spec import BackboneSpec, UnitKey
 
 # Choice of a task at a unit: "share" | "specialize" | "skip".
 ChoiceFn = Callable[[int, str], str]
@@ -23,7 +24,7 @@ ChoiceFn = Callable[[int, str], str]
 class Step:
     """Call module ``ref`` on the values in ``inputs``; store the result in ``out``."""
 
-    ref: Ref
+    ref: UnitKey
     op: str
     inputs: tuple[int, ...]
     out: int
@@ -42,14 +43,14 @@ class Program:
         if not self.release:
             self.release = _release_lists(self.steps, self.outputs)
 
-    def refs(self) -> list[Ref]:
+    def refs(self) -> list[UnitKey]:
         """Distinct module references, in first-use order."""
-        seen: dict[Ref, None] = {}
+        seen: dict[UnitKey, None] = {}
         for s in self.steps:
             seen.setdefault(s.ref, None)
         return list(seen)
 
-    def prune(self, tasks: Sequence[str]) -> "Program":
+    def prune(self, tasks: Sequence[str]) -> Program:
         """The sub-program that computes only ``tasks``."""
         need = {i for t in tasks for i in self.outputs[t]}
         keep: list[Step] = []
@@ -79,10 +80,10 @@ def build_program(spec: BackboneSpec, tasks: Sequence[str], choice: ChoiceFn,
                   share_owner: Callable[[int, str], str], proj_owner: Callable[[int, str], str]) -> Program:
     """Program of ``tasks`` under ``choice`` (see the module docstring)."""
     steps: list[Step] = []
-    memo: dict[tuple[Ref, tuple[int, ...]], int] = {}
+    memo: dict[tuple[UnitKey, tuple[int, ...]], int] = {}
     n_slots = [1]
 
-    def emit(ref: Ref, op: str, inputs: tuple[int, ...]) -> int:
+    def emit(ref: UnitKey, op: str, inputs: tuple[int, ...]) -> int:
         key = (ref, inputs)
         slot = memo.get(key)
         if slot is None:
@@ -145,7 +146,7 @@ def run_program(program: Program, modules: Sequence[nn.Module], x: Any) -> dict[
 _BAD = re.compile(r"[^0-9A-Za-z_]")
 
 
-def ref_name(ref: Ref) -> str:
+def ref_name(ref: UnitKey) -> str:
     """An identifier-safe module name for a reference (``layer1__0__conv1__specific__seg``)."""
     kind, node, owner = ref
     parts = [_BAD.sub("_", node.replace(".", "__")), kind] + ([_BAD.sub("_", owner)] if owner else [])

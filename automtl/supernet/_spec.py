@@ -14,7 +14,7 @@ from automtl.errors import ModelError
 from automtl.graph.ir import NORM_OPS, Graph, Node
 
 # A reference to one module of the supernet: (kind, node name, owner task or "").
-Ref = tuple[str, str, str]
+UnitKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,8 @@ def _proj_norm(spec: UnitSpec, norm_node: Node | None) -> nn.Module:
     attrs = {"num_features": spec.proj_attrs["out_channels"], "eps": 1e-5, "momentum": 0.1, "affine": True,
              "track_running_stats": True}
     if norm_node is not None and norm_node.op == "batch_norm":
-        attrs.update({k: norm_node.attrs[k] for k in ("eps", "momentum", "track_running_stats") if k in norm_node.attrs})
+        attrs.update({k: norm_node.attrs[k] for k in ("eps", "momentum", "track_running_stats")
+                      if k in norm_node.attrs})
     return build_layer(Node("proj_norm", "batch_norm", (), attrs))
 
 
@@ -61,18 +62,18 @@ class PolicyLayer(nn.Module):
         return task if self.spec.proj_norm_per_task else ""
 
     def part(self, kind: str, owner: str) -> nn.Module:
-        """The module of a reference ``(kind, layer, owner)``."""
+        """The module of a reference ``(kind, layer, owner)``; KeyError for a part this layer lacks."""
         if kind == "common":
             return self.common
         if kind == "specific":
             return self.specific[owner]
-        if kind == "share_norm":
+        if kind == "share_norm" and self.share_norm is not None:
             return self.share_norm[owner or SHARED]
-        if kind == "spec_norm":
+        if kind == "spec_norm" and self.spec_norm is not None:
             return self.spec_norm[owner]
-        if kind == "proj":
+        if kind == "proj" and self.proj is not None:
             return self.proj
-        if kind == "proj_norm":
+        if kind == "proj_norm" and self.proj_norm is not None:
             return self.proj_norm[owner or SHARED]
         raise KeyError(kind)
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ class BranchedModel(nn.Module):
 
     @classmethod
     def build(cls, program: Program, modules: Sequence[nn.Module], heads: Mapping[str, nn.Module],
-              policy: Policy | None = None) -> "BranchedModel":
+              policy: Policy | None = None) -> BranchedModel:
         """Copy the modules a program uses (each once) into a standalone model."""
         copies: dict[int, nn.Module] = {}
         layers: dict[str, nn.Module] = {}

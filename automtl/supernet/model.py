@@ -4,7 +4,8 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTa
 from automtl.graph.ir import Graph
 from automtl.graph.module import GraphModule, module_key
 from automtl.supernet._plan import Program, build_program, inplace_relu_steps, run_program
-from automtl.supernet._spec import BackboneSpec, Ref, analyse
+from automtl.supernet._spec import BackboneSpec, UnitKey, analyse
 from automtl.supernet._units import PolicyLayer
 from automtl.supernet.policy import CHOICES, Policy
 
@@ -28,14 +29,14 @@ DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 def _load_backbone(backbone: Any, input_shape: Sequence[int] | None) -> tuple[Graph, nn.Module | None]:
     """A graph with shapes (and the module to copy weights from, for nn.Module backbones)."""
     if isinstance(backbone, (str, os.PathLike)):
-        from automtl.graph import load_prototxt  # type: ignore[attr-defined]
+        from automtl.graph import load_prototxt
 
         graph = load_prototxt(backbone)
         source = None
     elif isinstance(backbone, Graph):
         graph, source = backbone.copy(), None
     elif isinstance(backbone, nn.Module):
-        from automtl.graph import from_module  # type: ignore[attr-defined]
+        from automtl.graph import from_module
 
         shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
         was_training = backbone.training
@@ -85,6 +86,8 @@ class MTLModel(nn.Module):
         input_shape: example input shape used to trace / infer shapes (default ``(1, 3, 224, 224)``
             for ``nn.Module`` backbones; for graphs it overrides the declared input shape).
     """
+
+    _skip_ok: torch.Tensor  # buffer: whether skip is allowed, per policy layer
 
     def __init__(self, backbone: Any, heads: Mapping[str, nn.Module], *, bn_per_task: bool = True,
                  input_shape: Sequence[int] | None = None) -> None:
@@ -144,7 +147,13 @@ class MTLModel(nn.Module):
 
     def unit(self, layer: str) -> PolicyLayer:
         """The :class:`PolicyLayer` of a policy layer."""
-        return self.units[module_key(layer)]  # type: ignore[return-value]
+        return self._unit_at(module_key(layer))
+
+    def _unit_at(self, key: str) -> PolicyLayer:
+        return cast(PolicyLayer, self.units[key])  # ``units`` holds PolicyLayers only
+
+    def _norms_at(self, key: str) -> nn.ModuleDict:
+        return cast(nn.ModuleDict, self.task_norms[key])  # ``task_norms`` holds {task: norm} dicts only
 
     def _check_heads(self) -> None:
         shape = self.graph[self.spec.outputs[0]].shape if len(self.spec.outputs) == 1 else None
@@ -167,15 +176,15 @@ class MTLModel(nn.Module):
             raise UnknownTaskError(f"unknown task {task!r}; the model's tasks are {self.tasks}")
         return task
 
-    def module_of(self, ref: Ref) -> nn.Module:
+    def module_of(self, ref: UnitKey) -> nn.Module:
         """The module a program reference points at."""
         kind, name, owner = ref
         key = module_key(name)
         if kind == "op":
             return self.ops[key]
         if kind == "tnorm":
-            return self.task_norms[key][owner]
-        return self.units[key].part(kind, owner)  # type: ignore[operator]
+            return self._norms_at(key)[owner]
+        return self._unit_at(key).part(kind, owner)
 
     # ---- parameters ---------------------------------------------------------------------------
     def policy_parameters(self) -> Iterator[nn.Parameter]:
@@ -316,15 +325,16 @@ class MTLModel(nn.Module):
         plan = []
         for item in self.spec.items:
             ins = tuple(slots[i] for i in item.inputs)
-            slots[item.unit.out if item.kind == "unit" else item.name] = len(slots)  # type: ignore[union-attr]
+            unit = item.unit if item.kind == "unit" else None
+            slots[unit.out if unit is not None else item.name] = len(slots)
             out = len(slots) - 1
             key = module_key(item.name)
             if item.kind == "input":
                 plan.append(("input", None, ins, out, -1))
-            elif item.kind == "unit":
-                plan.append(("unit", self.units[key], ins, out, item.unit.index))  # type: ignore[union-attr]
+            elif unit is not None:
+                plan.append(("unit", self._unit_at(key), ins, out, unit.index))
             elif item.kind == "tnorm":
-                plan.append(("op", self.task_norms[key][task], ins, out, -1))
+                plan.append(("op", self._norms_at(key)[task], ins, out, -1))
             else:
                 plan.append(("op", self.ops[key], ins, out, -1))
         out_slots = tuple(slots[o] for o in self.spec.outputs)
@@ -401,14 +411,14 @@ class MTLModel(nn.Module):
         and equals ``sum(p.numel() for p in model.compile(policy).parameters())``.
         """
         policy.validate(self)
-        sizes: dict[Ref, int] = {}
+        sizes: dict[UnitKey, int] = {}
 
-        def size(ref: Ref) -> int:
+        def size(ref: UnitKey) -> int:
             if ref not in sizes:
                 sizes[ref] = sum(p.numel() for p in self.module_of(ref).parameters())
             return sizes[ref]
 
-        used: dict[str, set[Ref]] = {}
+        used: dict[str, set[UnitKey]] = {}
         for t in self.tasks:
             prog = build_program(
                 self.spec, [t], choice=lambda i, task: policy.choice(self.spec.units[i].name, task),
@@ -421,7 +431,7 @@ class MTLModel(nn.Module):
         out["total"] = sum(size(r) for r in set().union(*used.values())) + sum(heads.values())
         return out
 
-    def compile(self, policy: Policy | None = None, *, tasks: Sequence[str] | None = None) -> "BranchedModel":  # type: ignore[override]
+    def compile(self, policy: Policy | None = None, *, tasks: Sequence[str] | None = None) -> BranchedModel:  # type: ignore[override]
         """The branched network of ``policy``: a plain module, shared layers run once per group.
 
         Note: this replaces ``nn.Module.compile`` (``torch.compile``) on ``MTLModel``; call
@@ -433,7 +443,7 @@ class MTLModel(nn.Module):
         prog, modules = self._program(policy, tuple(tasks) if tasks else tuple(self.tasks))
         return BranchedModel.build(prog, modules, {t: self.heads[t] for t in prog.outputs}, policy)
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "MTLModel":
+    def __deepcopy__(self, memo: dict[int, Any]) -> MTLModel:
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
         for k, v in self.__dict__.items():

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from automtl.errors import PolicyError
+from automtl.io import atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +137,7 @@ class Policy:
                             for t, cnt in self.counts().items())
         return f"Policy({len(self.layers)} layers, {summary})"
 
-    def replace(self, updates: Mapping[tuple[str, str], str]) -> "Policy":
+    def replace(self, updates: Mapping[tuple[str, str], str]) -> Policy:
         """A copy with some ``(layer, task) -> choice`` entries changed (logits dropped)."""
         choices = {layer: self[layer] for layer in self.layers}
         for (layer, task), choice in updates.items():
@@ -149,14 +150,14 @@ class Policy:
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
-    def all(cls, model: PolicyTarget, choice: str = "share") -> "Policy":
+    def all(cls, model: PolicyTarget, choice: str = "share") -> Policy:
         """Every layer and task takes ``choice`` ("share" = hard sharing, "specialize" = separate nets)."""
         if choice not in ("share", "specialize"):
             raise PolicyError(f"Policy.all takes 'share' or 'specialize', not {choice!r}")
         return cls({layer: {t: choice for t in model.tasks} for layer in model.policy_layers})
 
     @classmethod
-    def random(cls, model: PolicyTarget, *, seed: int = 0, skip: bool = True) -> "Policy":
+    def random(cls, model: PolicyTarget, *, seed: int = 0, skip: bool = True) -> Policy:
         """A uniformly random valid policy (tests, baselines)."""
         import random
 
@@ -169,8 +170,8 @@ class Policy:
 
     @classmethod
     def from_tensor(
-        cls, index: "torch.Tensor", layers: Sequence[str], tasks: Sequence[str], logits: "torch.Tensor | None" = None
-    ) -> "Policy":
+        cls, index: torch.Tensor, layers: Sequence[str], tasks: Sequence[str], logits: torch.Tensor | None = None
+    ) -> Policy:
         """Build from an ``(L, T)`` tensor of choice indices (and optional ``(L, T, 3)`` logits)."""
         idx = index.tolist()
         choices = {layer: {t: CHOICES[idx[i][j]] for j, t in enumerate(tasks)} for i, layer in enumerate(layers)}
@@ -180,7 +181,7 @@ class Policy:
             lg = {layer: {t: vals[i][j] for j, t in enumerate(tasks)} for i, layer in enumerate(layers)}
         return cls(choices, logits=lg)
 
-    def index_tensor(self, model: PolicyTarget) -> "torch.Tensor":
+    def index_tensor(self, model: PolicyTarget) -> torch.Tensor:
         """``(L, T)`` long tensor of choice indices in the model's layer and task order."""
         import torch
 
@@ -189,7 +190,7 @@ class Policy:
                              for layer in model.policy_layers], dtype=torch.long)
 
     # ---- validation ---------------------------------------------------------------------------
-    def validate(self, model: PolicyTarget) -> "Policy":
+    def validate(self, model: PolicyTarget) -> Policy:
         """Check that this policy fits ``model``; raise :class:`PolicyError` naming what differs."""
         problems = []
         mine, theirs = set(self.layers), list(model.policy_layers)
@@ -230,7 +231,7 @@ class Policy:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> "Policy":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Policy:
         """Inverse of :meth:`to_dict` (raises :class:`PolicyError` naming ``source``)."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise PolicyError(f"{source}: not an automtl policy (expected \"format\": \"{FORMAT}\")")
@@ -253,21 +254,10 @@ class Policy:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write readable JSON (atomically: no half-written file on failure)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, model: PolicyTarget | None = None) -> "Policy":
+    def load(cls, path: str | os.PathLike[str], *, model: PolicyTarget | None = None) -> Policy:
         """Read a policy JSON; with ``model`` it is validated against it."""
         try:
             data = json.loads(Path(path).read_text())

@@ -1,59 +1,26 @@
-"""Checkpoints that survive a kill: atomic writes, RNG capture, safe (weights_only) loading.
+"""Checkpoints that survive a kill: RNG capture and restore (writes and safe loading are
+:func:`automtl.io.atomic_save` / :func:`automtl.io.safe_load`).
 
 Everything saved is a tensor or a plain Python container/scalar, so ``torch.load`` with its
 default ``weights_only=True`` (torch >= 2.6) reads it back without allow-listing anything.
 """
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from automtl.errors import CheckpointError
+from automtl.io import atomic_save, safe_load
 
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` with ``torch.save`` to a temporary file, fsync it, then ``os.replace`` it.
-
-    A reader (or a resumed run) sees either the previous file or the complete new one, never
-    a half-written file, even when the process is killed mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def safe_load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; a missing or unreadable file raises CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"{path}: cannot be read as a safe checkpoint: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
-    return obj
+__all__ = ["atomic_save", "lists_to_tuples", "rng_state", "safe_load", "seed_everything",
+           "set_rng_state", "tuples_to_lists"]
 
 
 def rng_state() -> dict[str, Any]:
     """The Python, NumPy and torch (CPU and CUDA) random states as safe-to-load values."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": tuples_to_lists(random.getstate()),
         "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
@@ -66,13 +33,14 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what :func:`rng_state` captured (wherever a checkpoint's ``map_location`` put
+    the state tensors: the generators take CPU tensors)."""
     random.setstate(lists_to_tuples(state["python"]))
     name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def tuples_to_lists(value: Any) -> Any:

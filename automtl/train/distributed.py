@@ -9,8 +9,8 @@ result is the same update DDP computes: the mean gradient over the global batch.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 import torch.distributed as dist

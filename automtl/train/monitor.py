@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from automtl.io import atomic_write_text
+
 
 class RunMonitor:
     """Writes ``train.log``, tensorboard events under ``tb/`` and ``history.json`` in ``work_dir``.
@@ -19,7 +21,7 @@ class RunMonitor:
         self.work_dir = Path(work_dir)
         self.enabled = enabled
         self.history: dict[str, list[list[float]]] = {}
-        self._writer = None
+        self._writer: Any = None
         self._tb_dir = Path(writer_path) if writer_path else self.work_dir / "tb"
         self._tb = tensorboard
         self.logger = logging.getLogger(f"automtl.train.{id(self)}")
@@ -61,9 +63,7 @@ class RunMonitor:
         """Write the history file and flush tensorboard."""
         if not self.enabled:
             return
-        tmp = self.work_dir / ".history.json.tmp"
-        tmp.write_text(json.dumps(self.history))
-        os.replace(tmp, self.work_dir / "history.json")
+        atomic_write_text(self.work_dir / "history.json", json.dumps(self.history))
         if self._writer is not None:
             self._writer.flush()
 
@@ -80,4 +80,4 @@ class RunMonitor:
     def write_config(self, config: dict[str, Any], name: str = "trainer_config.json") -> None:
         """The resolved settings of a run, next to its outputs."""
         if self.enabled:
-            (self.work_dir / name).write_text(json.dumps(config, indent=2, default=str, sort_keys=True))
+            atomic_write_text(self.work_dir / name, json.dumps(config, indent=2, default=str, sort_keys=True))

@@ -5,15 +5,24 @@ A :class:`TaskStream` keeps the dataset, batch size and collate function of a us
 so the stream's whole state is two integers (epoch, batches consumed). That is what makes
 ``resume`` reach the same weights as an uninterrupted run, and what lets every rank of a
 distributed run take its own slice of the same global batch.
+
+:func:`phase_streams` builds a trainer phase's streams, :func:`weight_policy_split` the
+disjoint weight/policy parts of the alternating phase, and :func:`resumable_stream` a stream
+for any iterable (a :class:`CycleStream`, without a position, when it is no ``DataLoader``).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
 
-from automtl.errors import ConfigError
+from automtl.errors import CheckpointError, ConfigError
+
+#: per-split seed offsets: the pre/post-train stream, and the weight and policy parts of the
+#: alternating phase draw different orders from one run seed
+SPLIT_SEEDS = {"train": 0, "weights": 1, "policy": 2}
 
 
 class TaskStream:
@@ -29,7 +38,7 @@ class TaskStream:
         self.dataset = loader.dataset
         self.collate_fn = loader.collate_fn
         self.num_workers = loader.num_workers
-        self.indices = list(range(len(self.dataset))) if indices is None else list(indices)
+        self.indices = list(range(len(cast(Sized, self.dataset)))) if indices is None else list(indices)
         if not self.indices:
             raise ConfigError(f"the loader of task '{name}' has no samples", key=name or None)
         batch = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None) or 1
@@ -80,9 +89,11 @@ class TaskStream:
         return batch
 
     def state_dict(self) -> dict[str, int]:
+        """The stream position: epoch and batches consumed in it."""
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict` position (the next batch is the one that followed)."""
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self._iter = None
@@ -99,3 +110,63 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     perm = torch.randperm(n, generator=g).tolist()
     k = min(max(1, int(round(n * fraction))), n - 1)
     return sorted(perm[k:]), sorted(perm[:k])
+
+
+def phase_streams(loaders: Mapping[str, DataLoader], tasks: Sequence[str], split: str, *, seed: int,
+                  indices: Mapping[str, Sequence[int]] | None = None, rank: int = 0,
+                  world: int = 1) -> dict[str, TaskStream]:
+    """One stream per task for a phase's data ``split`` (``train``, ``weights`` or ``policy``);
+    seeds differ per split and task so the streams never move in lock-step."""
+    offset = SPLIT_SEEDS[split]
+    return {task: TaskStream(loaders[task], seed=seed * 101 + offset * 13 + i,
+                             indices=None if indices is None else indices.get(task),
+                             rank=rank, world=world, name=task)
+            for i, task in enumerate(tasks)}
+
+
+def weight_policy_split(loaders: Mapping[str, DataLoader], tasks: Sequence[str], fraction: float,
+                        seed: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Per task, disjoint sample indices for weight steps and policy steps (:func:`split_indices`)."""
+    weights, policy = {}, {}
+    for i, task in enumerate(tasks):
+        weights[task], policy[task] = split_indices(len(cast(Sized, loaders[task].dataset)), fraction, seed + i)
+    return weights, policy
+
+
+class CycleStream:
+    """Batches of a plain iterable, forever; it has no position to resume (a
+    :class:`TaskStream` does), so only a checkpoint without one loads."""
+
+    def __init__(self, loader: Iterable[Any]) -> None:
+        self._it = _cycle(loader)
+
+    def next(self) -> Any:
+        """The next batch (the iterable starts over when it ends)."""
+        return next(self._it)
+
+    def state_dict(self) -> None:
+        """Nothing: a plain iterable cannot be resumed mid-way."""
+        return None
+
+    def load_state_dict(self, state: Any) -> None:
+        """Accept only the empty position this stream writes."""
+        if state is not None:
+            raise CheckpointError("the checkpoint holds a data position but the loader is not a "
+                                  "DataLoader")
+
+
+def resumable_stream(loader: Iterable[Any], *, seed: int, name: str = "") -> TaskStream | CycleStream:
+    """A :class:`TaskStream` over a ``DataLoader``, a :class:`CycleStream` over any other iterable."""
+    if isinstance(loader, DataLoader):
+        return TaskStream(loader, seed=seed, name=name)
+    return CycleStream(loader)
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("a training loader yields no batch", key="train_loaders")

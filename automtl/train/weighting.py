@@ -36,23 +36,29 @@ outside it get the gradient of Σ L_t. They run T per-task backward passes plus 
 """
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from mmengine.registry import Registry
 from torch import nn
 
 from automtl.errors import ConfigError, TrainingError
+from automtl.registry import WEIGHTINGS, build
 
 __all__ = ["WEIGHTINGS", "Weighting", "FixedWeighting", "UncertaintyWeighting", "DWA", "GradNorm",
            "PCGrad", "CAGrad", "NashMTL", "build_weighting"]
 
-WEIGHTINGS = Registry("weighting")
 
 Losses = Mapping[str, torch.Tensor]
+
+
+def _sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Σ of a non-empty run of tensors (like ``sum()``, typed as a tensor)."""
+    return functools.reduce(operator.add, terms)
 
 
 class Weighting(nn.Module):
@@ -71,11 +77,11 @@ class Weighting(nn.Module):
         """Accumulate the combined gradients into ``.grad``; return the task weights used."""
         self._check(losses)
         weights = self.loss_weights(losses)
-        total = sum(weights[t] * losses[t] for t in self.tasks) + self.regulariser()
+        total = _sum(weights[t] * losses[t] for t in self.tasks) + self.regulariser()
         total.backward()
         return {t: float(torch.as_tensor(weights[t]).detach()) for t in self.tasks}
 
-    def loss_weights(self, losses: Losses) -> dict[str, torch.Tensor | float]:
+    def loss_weights(self, losses: Losses) -> Mapping[str, torch.Tensor | float]:
         """Weights of a linear combination (linear methods override this)."""
         return {t: 1.0 for t in self.tasks}
 
@@ -217,7 +223,7 @@ def _surgery_backward(losses: Losses, tasks: Sequence[str], params: Sequence[nn.
     saved = [p.grad for p in params]
     for p in params:
         p.grad = None
-    sum(losses[t] for t in tasks).backward()
+    _sum(losses[t] for t in tasks).backward()
     offset = 0
     for p, old in zip(params, saved):
         n = p.numel()
@@ -241,6 +247,8 @@ class GradNorm(Weighting):
     """
 
     name = "gradnorm"
+    initial_losses: torch.Tensor  # buffers (registered in __init__)
+    started: torch.Tensor
 
     def __init__(self, tasks: Sequence[str], alpha: float = 1.5, norm_on: str = "last") -> None:
         super().__init__(tasks)
@@ -283,7 +291,7 @@ class GradNorm(Weighting):
         (grad_w,) = torch.autograd.grad((gw - target).abs().sum(), self.weights)
         self.weights.grad = grad_w if self.weights.grad is None else self.weights.grad + grad_w
         w = self.weights.detach()
-        sum(w[i] * losses[t] for i, t in enumerate(self.tasks)).backward()
+        _sum(w[i] * losses[t] for i, t in enumerate(self.tasks)).backward()
         return {t: float(w[i]) for i, t in enumerate(self.tasks)}
 
 
@@ -455,12 +463,4 @@ def build_weighting(cfg: str | Mapping[str, Any] | Weighting, tasks: Sequence[st
     if isinstance(cfg, Weighting):
         return cfg
     spec = {"type": cfg} if isinstance(cfg, str) else dict(cfg)
-    name = spec.get("type")
-    if name not in WEIGHTINGS.module_dict:
-        known = sorted(k for k in WEIGHTINGS.module_dict if k.islower())
-        raise ConfigError(f"unknown weighting method {name!r}; choose one of {known}", key="weighting")
-    spec.setdefault("tasks", list(tasks))
-    try:
-        return WEIGHTINGS.build(spec)
-    except TypeError as e:
-        raise ConfigError(f"bad arguments for weighting {name!r}: {e}", key="weighting") from None
+    return build(WEIGHTINGS, spec, key="trainer.weighting", tasks=list(tasks))

@@ -12,17 +12,23 @@ Example::
     net.set_arch(cand)
     outs = net.forward_all(torch.randn(2, 3, 224, 224))
     model = export_subnet(net, cand)         # plain multi-task nn.Module
+
+Names resolve lazily: ``import search_spaces.vit_mvt`` and the space itself (sampling,
+counting, subnet YAML) import neither torch nor the search engine; the supernet modules load
+torch on first use.
 """
 from __future__ import annotations
 
-from ._config import HEAD_DIM, LINEARS, SHARED, SPACES, SPECIFIC, Arch, SpaceConfig
-from ._export import export_subnet
-from ._io import load_subnet, save_subnet
-from ._plain import MultiTaskViTMVT, ViTMVTNet
-from ._report import format_sharing_report
-from ._space import ViTMVTSpace, build_space
-from ._supernet import AdaptiveLinear, ViTMVTSupernet, build_supernet
+from automtl._lazy import lazy_exports
 
-__all__ = ["Arch", "AdaptiveLinear", "HEAD_DIM", "LINEARS", "MultiTaskViTMVT", "SHARED", "SPACES",
-           "SPECIFIC", "SpaceConfig", "ViTMVTNet", "ViTMVTSpace", "ViTMVTSupernet", "build_space",
-           "build_supernet", "export_subnet", "format_sharing_report", "load_subnet", "save_subnet"]
+_EXPORTS = {
+    "Arch": "._config", "HEAD_DIM": "._config", "LINEARS": "._config", "PRESETS": "._config",
+    "SHARED": "._config", "SPECIFIC": "._config", "SpaceConfig": "._config",
+    "export_subnet": "._export", "load_subnet": "._io", "save_subnet": "._io",
+    "MultiTaskViTMVT": "._plain", "ViTMVTNet": "._plain", "format_sharing_report": "._report",
+    "ViTMVTSpace": "._space", "build_space": "._space",
+    "AdaptiveLinear": "._supernet", "ViTMVTSupernet": "._supernet", "build_supernet": "._supernet",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

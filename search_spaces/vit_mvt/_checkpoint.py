@@ -1,7 +1,8 @@
 """State-dict loading that names the tensors that do not fit instead of a bare RuntimeError."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -32,10 +33,10 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Any], *, strict:
         raise CheckpointError(f"state dict does not fit {type(model).__name__}: " + " | ".join(problems))
 
 
-class CheckedLoad:
-    """Mixin for ``nn.Module`` subclasses: ``load_state_dict`` raises :class:`CheckpointError`."""
+class CheckedLoad(nn.Module):
+    """Base of modules whose ``load_state_dict`` raises :class:`CheckpointError`."""
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
                         assign: bool = False) -> Any:
-        check_state_dict(self, state_dict, strict=strict)  # type: ignore[arg-type]
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
+        check_state_dict(self, state_dict, strict=strict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

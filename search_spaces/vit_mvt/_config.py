@@ -62,7 +62,7 @@ class SpaceConfig:
 
 
 #: the three spaces of the paper (DESIGN §3)
-SPACES: dict[str, SpaceConfig] = {
+PRESETS: dict[str, SpaceConfig] = {
     "tiny": SpaceConfig("tiny", depths=(12, 13, 14), embeds=(192, 216, 240), heads=(3, 4)),
     "small": SpaceConfig("small", depths=(12, 13, 14), embeds=(320, 384, 448), heads=(5, 6, 7)),
     "base": SpaceConfig("base", depths=(14, 15, 16), embeds=(528, 576, 624), heads=(9, 10)),

@@ -7,8 +7,9 @@ look-ups per layer, fast enough to run for every candidate of a search.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, SHARED, SPECIFIC, STEM_CHANNELS, SpaceConfig
 from ._genes import DEPTH, EMBED, heads_key, ratio_key, share_key
@@ -85,12 +86,13 @@ class ParamTable:
         # the extra copies each value tuple costs beyond the first (specific - all-specific)
         self._share_keys = [[tuple(share_key(i, lin, t) for t in self.tasks) for lin in LINEARS]
                             for i in range(n)]
-        self._sg = [tuple(itemgetter(*keys) if nt > 1 else None for keys in layer)
-                    for layer in self._share_keys]
+        # (a single task has no sharing genes, hence no getters)
+        self._sg: list[tuple[Callable[[Mapping[str, Any]], Any], ...]] = (
+            [tuple(itemgetter(*keys) for keys in layer) for layer in self._share_keys] if nt > 1 else [])
         self._extra = {}
         for vals in itertools.product((SHARED, SPECIFIC), repeat=nt):
-            s = vals.count(SPECIFIC)
-            self._extra[vals] = s - (s == nt)
+            n_specific = vals.count(SPECIFIC)
+            self._extra[vals] = n_specific - (n_specific == nt)
         # up to 4 tasks: one getter per layer for all 4·T genes and one table look-up giving
         # the four linears' extra copies at once (2^(4T) ≤ 65,536 entries)
         self._layer_get = None

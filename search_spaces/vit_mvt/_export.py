@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -20,11 +21,17 @@ def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src.detach())
 
 
+def _conv_bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a convolution built with one (torch types it as optional)."""
+    assert conv.bias is not None
+    return conv.bias
+
+
 def _dw(weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
     c = weight.shape[0]
     conv = nn.Conv2d(c, c, 3, padding=1, groups=c, device=weight.device, dtype=weight.dtype)
     _copy(conv.weight, weight)
-    _copy(conv.bias, bias)
+    _copy(_conv_bias(conv), bias)
     return conv
 
 
@@ -35,7 +42,18 @@ def _ln(weight: torch.Tensor, bias: torch.Tensor) -> nn.LayerNorm:
     return ln
 
 
-def _shared_parts(b: ElasticBlock) -> dict[str, nn.Module]:
+class _SharedParts(TypedDict):
+    """The modules of one exported block that all its tasks share (the linears may differ)."""
+
+    lpu: nn.Conv2d
+    norm1: nn.LayerNorm
+    rel: RelPosBias
+    se: MHSE
+    norm2: nn.LayerNorm
+    dw: nn.Conv2d
+
+
+def _shared_parts(b: ElasticBlock) -> _SharedParts:
     e, h, hid, r = b.embed, b.heads, b.hidden, b.embed // SE_REDUCTION
     rel = RelPosBias(h, b.grid).to(b.rel_table.device)
     _copy(rel.table, b.rel_table[:, :h])
@@ -78,14 +96,14 @@ def _build(net: ViTMVTSupernet, only: str | None) -> MultiTaskViTMVT | ViTMVTNet
     stem = copy.deepcopy(net.stem)
     patch = nn.Conv2d(STEM_CHANNELS, e, PATCH, PATCH, device=dev, dtype=net.patch_w.dtype)
     _copy(patch.weight, net.patch_w[:e])
-    _copy(patch.bias, net.patch_b[:e])
+    _copy(_conv_bias(patch), net.patch_b[:e])
     pos = PosEmbed(e, net.space.cfg.grid).to(dev)
     _copy(pos.weight, net.pos[:, :e])
     norm = _ln(net.norm_w[:e], net.norm_b[:e])
     tasks = net.tasks if only is None else (only,)
     blocks: dict[str, list[Block]] = {t: [] for t in tasks}
     for i in range(arch.depth):
-        b: ElasticBlock = net.blocks[i]  # type: ignore[assignment]
+        b = net.block(i)
         parts = _shared_parts(b)
         shared_lin: dict[str, nn.Linear] = {}
         for t in tasks:
@@ -97,7 +115,8 @@ def _build(net: ViTMVTSupernet, only: str | None) -> MultiTaskViTMVT | ViTMVTNet
                     lins[name] = shared_lin[name]
                 else:
                     lins[name] = lin.export(t)
-            blocks[t].append(Block(**parts, **lins, drop_path=b.drop_path))
+            blocks[t].append(Block(**parts, qkv=lins["qkv"], proj=lins["proj"], fc1=lins["fc1"], fc2=lins["fc2"],
+                                   drop_path=b.drop_path))
     nets = {}
     for t in tasks:
         head = Head(net.space.head_kinds[t], e, net.space.num_outputs[t]).to(dev)

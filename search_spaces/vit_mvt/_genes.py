@@ -7,7 +7,8 @@ Architecture genes use the names of the released ViT-MVT subnet files (``depth.0
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from automtl.errors import ArchError
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from automtl.errors import ArchError, ConfigError
+from automtl.io import atomic_write_text
 
 from ._genes import DEPTH, EMBED
 
@@ -36,7 +37,7 @@ def _check_names(genes: Mapping[Any, Any], path: str) -> None:
             raise ArchError(f"missing gene in {path}", key=key)
 
 
-def load_subnet(path: str | os.PathLike[str], space: "ViTMVTSpace | None" = None) -> dict[str, Any]:
+def load_subnet(path: str | os.PathLike[str], space: ViTMVTSpace | None = None) -> dict[str, Any]:
     """Read a subnet YAML file into a candidate dict (validated against ``space`` if given).
 
     Values may be plain (``num_heads.0: 3``) or mmrazor-style (``num_heads.0: {chosen: 3}``).
@@ -78,13 +79,4 @@ def save_subnet(arch: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     for k in sorted(genes, key=_order):
         v = genes[k]
         clean[k] = float(v) if k.startswith("mlp_ratio.") else (v if isinstance(v, str) else int(v))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(clean, f, sort_keys=False, default_flow_style=False)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(p, yaml.safe_dump(clean, sort_keys=False, default_flow_style=False))

@@ -27,7 +27,7 @@ def map_to_tokens(m: Tensor) -> Tensor:
     return m.flatten(2).transpose(1, 2)
 
 
-def dwconv(x: Tensor, hw: tuple[int, int], weight: Tensor, bias: Tensor) -> Tensor:
+def dwconv(x: Tensor, hw: tuple[int, int], weight: Tensor, bias: Tensor | None) -> Tensor:
     """Depthwise 3×3 convolution applied to tokens laid out on their 2-D grid."""
     m = F.conv2d(tokens_to_map(x, hw), weight, bias, padding=1, groups=weight.shape[0])
     return map_to_tokens(m)
@@ -40,7 +40,7 @@ def add_pos_embed(m: Tensor, pos: Tensor) -> Tensor:
     return m + pos
 
 
-def patch_embed(m: Tensor, weight: Tensor, bias: Tensor, pos: Tensor) -> tuple[Tensor, tuple[int, int]]:
+def patch_embed(m: Tensor, weight: Tensor, bias: Tensor | None, pos: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """Non-overlapping ``p×p`` patch convolution plus position embedding → tokens and grid.
 
     On CPU this is one GEMM over the unfolded patches (a copy of the stem map in
@@ -131,7 +131,7 @@ def mhse(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
 
 
 def locality_ffn(x: Tensor, hw: tuple[int, int], w1: Tensor, b1: Tensor, dw_w: Tensor,
-                 dw_b: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+                 dw_b: Tensor | None, w2: Tensor, b2: Tensor) -> Tensor:
     """``fc2(GELU(DWres(fc1(x))))`` with ``DWres(y) = y + DWConv3×3(y)``."""
     y = F.linear(x, w1, b1)
     y = y + dwconv(y, hw, dw_w, dw_b)

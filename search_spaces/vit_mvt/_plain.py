@@ -2,7 +2,8 @@
 whose task networks hold the very same module objects wherever a weight is shared."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ class Block(nn.Module):
         self.drop_path = drop_path
 
     @classmethod
-    def new(cls, embed: int, heads: int, hidden: int, grid: int, drop_path: float = 0.0) -> "Block":
+    def new(cls, embed: int, heads: int, hidden: int, grid: int, drop_path: float = 0.0) -> Block:
         """A block with freshly initialised weights."""
         return cls(lpu=_dw(embed), norm1=nn.LayerNorm(embed, eps=O.LN_EPS),
                    qkv=nn.Linear(embed, 3 * HEAD_DIM * heads), rel=RelPosBias(heads, grid),
@@ -156,6 +157,10 @@ class ViTMVTNet(CheckedLoad, nn.Module):
         self.norm, self.head = norm, head
         self.out_indices = tuple(out_indices)
 
+    def block(self, i: int) -> Block:
+        """Block ``i`` (``blocks`` holds Blocks only)."""
+        return cast(Block, self.blocks[i])
+
     def embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Stem, patch convolution and position embedding → tokens and grid size."""
         return O.patch_embed(self.stem(x), self.patch.weight, self.patch.bias, self.pos.weight)
@@ -198,7 +203,7 @@ class MultiTaskViTMVT(CheckedLoad, nn.Module):
         """The plain network of ``task`` (its shared modules stay shared with the others)."""
         if task not in self.nets:
             raise UnknownTaskError(f"unknown task {task!r}; the model has {list(self.tasks)}")
-        return self.nets[task]  # type: ignore[return-value]
+        return cast(ViTMVTNet, self.nets[task])  # ``nets`` holds ViTMVTNets only
 
     def forward(self, x: Tensor, task: str | None = None) -> Tensor | dict[str, Tensor]:
         """Output of one task, or of all tasks when ``task`` is None."""
@@ -217,7 +222,7 @@ class MultiTaskViTMVT(CheckedLoad, nn.Module):
             for ts, h, hw in groups:
                 sub: dict[tuple[int, ...], list[str]] = {}
                 for t in ts:
-                    sub.setdefault(nets[t].blocks[i].identity(), []).append(t)
+                    sub.setdefault(nets[t].block(i).identity(), []).append(t)
                 for sts in sub.values():
                     nxt.append((sts, nets[sts[0]].blocks[i](h, hw), hw))
             groups = nxt

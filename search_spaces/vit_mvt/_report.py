@@ -1,7 +1,8 @@
 """Readable sharing report: per layer and task, which adaptive linears are shared."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ._config import LINEARS, SHARED
 
@@ -12,8 +13,8 @@ def format_sharing_report(genes: Mapping[str, Any]) -> str:
     table: dict[int, dict[str, dict[str, str]]] = {}
     for key, value in genes.items():
         if key.startswith("share."):
-            _, layer, lin, task = key.split(".")
-            table.setdefault(int(layer), {}).setdefault(task, {})[lin] = value
+            _, index, lin, task = key.split(".")
+            table.setdefault(int(index), {}).setdefault(task, {})[lin] = value
     if not table:
         return "(single task: nothing to share)"
     tasks = sorted({t for row in table.values() for t in row})

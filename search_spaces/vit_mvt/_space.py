@@ -1,21 +1,29 @@
 """The ViT-MVT search space: sampling, mutation, crossover, validation and counting."""
 from __future__ import annotations
 
+import os
 import random
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from automtl.errors import ArchError, ConfigError
-from automtl.search.space import Candidate, SearchSpace
+from automtl.spaces.base import Candidate, SupernetSpace
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ._supernet import ViTMVTSupernet
 
 from . import _genes as G
-from ._config import DEFAULT_OUTPUTS, LINEARS, SHARED, SPACES, SPECIFIC, Arch, SpaceConfig
+from ._config import DEFAULT_OUTPUTS, LINEARS, PRESETS, SHARED, SPECIFIC, Arch, SpaceConfig
 from ._counting import ParamTable
 
 #: candidates whose parsed form a space keeps (a few hundred bytes each)
 _PARSE_MEMO = 50_000
 
 
-class ViTMVTSpace(SearchSpace):
+class ViTMVTSpace(SupernetSpace):
     """Elastic ViT-MVT architectures plus per-layer, per-task sharing of the adaptive linears.
 
     Example::
@@ -24,6 +32,9 @@ class ViTMVTSpace(SearchSpace):
         cand = space.sample(random.Random(0))
         space.count_params(cand)   # {"cls": …, "seg": …, "total": …}
     """
+
+    #: a search writes its best candidate in the released subnet YAML format
+    best_filename = "best_subnet.yaml"
 
     def __init__(self, cfg: SpaceConfig, tasks: Sequence[str] = ("cls", "seg"), *,
                  num_outputs: Mapping[str, int] | None = None,
@@ -58,7 +69,7 @@ class ViTMVTSpace(SearchSpace):
     def __repr__(self) -> str:
         return f"ViTMVTSpace({self.cfg.name!r}, tasks={self.tasks})"
 
-    def with_tasks(self, tasks: Sequence[str]) -> "ViTMVTSpace":
+    def with_tasks(self, tasks: Sequence[str]) -> ViTMVTSpace:
         """The same architecture space serving other tasks."""
         outputs = {t: n for t, n in self.num_outputs.items() if t in tasks}
         kinds = {t: k for t, k in self.head_kinds.items() if t in tasks}
@@ -202,6 +213,28 @@ class ViTMVTSpace(SearchSpace):
                         cand[G.share_key(i, lin, t)] = share
         return dict(sorted(cand.items()))
 
+    def save(self, candidate: Candidate, path: str | os.PathLike[str]) -> Path:
+        """Write ``candidate`` as a subnet YAML (:func:`~search_spaces.vit_mvt.save_subnet`)."""
+        from ._io import save_subnet
+
+        save_subnet(self.canonical(candidate), path)
+        return Path(path)
+
+    # -- the weight-entangled supernet -------------------------------------------------
+    def build_supernet(self, **kwargs: Any) -> nn.Module:
+        """:func:`~search_spaces.vit_mvt.build_supernet` of this space (``kwargs``: its options)."""
+        from ._supernet import build_supernet
+
+        return build_supernet(self, **kwargs)
+
+    def activate(self, net: nn.Module, candidate: Candidate) -> None:
+        """``net.set_arch(candidate)``: depth, widths and sharing of the candidate."""
+        cast("ViTMVTSupernet", net).set_arch(candidate)
+
+    def forward(self, net: nn.Module, x: Tensor, task: str) -> Tensor:
+        """``task``'s output of the active subnet."""
+        return net(x, task)
+
     def param_range(self) -> tuple[int, int]:
         """Exact smallest and largest ``"total"`` over the space."""
         return self.count_params(self.smallest())["total"], self.count_params(self.largest())["total"]
@@ -227,8 +260,8 @@ def build_space(name: str | SpaceConfig = "tiny", tasks: Sequence[str] = ("cls",
     serving ``tasks``."""
     if isinstance(name, SpaceConfig):
         cfg = name
-    elif name in SPACES:
-        cfg = SPACES[name]
+    elif name in PRESETS:
+        cfg = PRESETS[name]
     else:
-        raise ConfigError(f"unknown space {name!r}; expected one of {sorted(SPACES)}", key="name")
+        raise ConfigError(f"unknown space {name!r}; expected one of {sorted(PRESETS)}", key="name")
     return ViTMVTSpace(cfg, tasks, num_outputs=num_outputs, head_kinds=head_kinds)

@@ -2,7 +2,8 @@
 and layer-adaptive sharing of the qkv / proj / fc1 / fc2 linears across tasks."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -213,6 +214,10 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
         self.set_arch(space.largest() if not space.multi else
                       {k: v for k, v in space.largest().items() if not k.startswith("share.")})
 
+    def block(self, i: int) -> ElasticBlock:
+        """Block ``i`` (``blocks`` holds ElasticBlocks only)."""
+        return cast(ElasticBlock, self.blocks[i])
+
     # ---------------------------------------------------------------- arch selection
     def set_arch(self, arch: Mapping[str, Any], sharing: Mapping[str, Any] | None = None) -> None:
         """Activate a subnet.
@@ -231,7 +236,7 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
                 for lin in LINEARS:
                     for t in self.tasks:
                         modes[lin][t] = parsed.shared(i, lin, t)
-            self.blocks[i].configure(parsed.embed, parsed.heads[i], hidden[i], modes)
+            self.block(i).configure(parsed.embed, parsed.heads[i], hidden[i], modes)
         self.arch = parsed
 
     def arch_genes(self) -> dict[str, Any]:
@@ -239,7 +244,7 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
         return G.to_genes(self._with_decisions(self.arch), self.tasks)
 
     def _with_decisions(self, arch: Arch) -> Arch:
-        sharing = {(i, lin, t): self.blocks[i].linears()[lin].decision(t)
+        sharing = {(i, lin, t): self.block(i).linears()[lin].decision(t)
                    for i in range(arch.depth) for lin in LINEARS for t in self.tasks}
         return Arch(arch.embed, arch.depth, arch.heads, arch.ratios, sharing)
 

@@ -1,4 +1,4 @@
-"""Real-set readers on tiny fixtures written here in each published layout."""
+"""Real-set readers on tiny fixtures in each published layout (writers in data_fixtures.py)."""
 from __future__ import annotations
 
 import json
@@ -6,56 +6,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from data_fixtures import H, W, npy, png, rgb, write_cityscapes, write_mat
 from PIL import Image
 
 from automtl.data.real import NYUD, CityScapes, NYUv2, PascalContext, Taskonomy, make_real_loaders
 from automtl.errors import ConfigError, DataError
 
-H, W = 6, 8
-
-
-def _png(path, arr):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-
-
-def _npy(path, arr):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, arr)
-
-
-def _rgb(seed):
-    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
-
-
-def make_cityscapes(root, n=2):
-    index = {"train": [], "test": []}
-    for split in index:
-        for i in range(n):
-            base = f"{split}"
-            img = np.full((H, W, 3), 0.5, dtype=np.float32)
-            seg = np.full((H, W), 3, dtype=np.int64)
-            seg[0, :] = -1
-            depth = np.full((H, W, 1), 10.0 + i, dtype=np.float32)
-            depth[1, 1] = 0
-            _npy(root / base / "image" / f"{i}.npy", img)
-            _npy(root / base / "depth" / f"{i}.npy", depth)
-            for k in (2, 7, 19):
-                _npy(root / base / f"label_{k}" / f"{i}.npy", seg)
-            index[split].append([f"{base}/image/{i}.npy", f"{base}/depth/{i}.npy", f"{base}/label_2/{i}.npy",
-                                 f"{base}/label_7/{i}.npy", f"{base}/label_19/{i}.npy"])
-    (root / "cityscape.json").write_text(json.dumps(index))
-
 
 def test_cityscapes_layout_and_batches(tmp_path):
-    make_cityscapes(tmp_path)
+    write_cityscapes(tmp_path)
     ds = CityScapes(tmp_path, "train")
     item = ds[1]
-    assert item["image"].shape == (3, H, W) and torch.allclose(item["image"], torch.tensor(0.5))
+    image = np.load(tmp_path / "train" / "image" / "1.npy")
+    assert item["image"].shape == (3, H, W)
+    assert torch.allclose(item["image"], torch.from_numpy(image).permute(2, 0, 1))
     seg = item["segment_semantic"]
-    assert seg.dtype == torch.int64 and (seg[0] == -1).all() and (seg[1:] == 3).all()
+    assert seg.dtype == torch.int64 and (seg[0] == -1).all()
+    assert torch.equal(seg[1:], torch.from_numpy(np.load(tmp_path / "train" / "label_19" / "1.npy"))[1:])
     depth = item["depth_zbuffer"]
-    assert depth.shape == (1, H, W) and depth[0, 1, 1] == 0 and depth[0, 0, 0] == 11.0
+    expected = np.load(tmp_path / "train" / "depth" / "1.npy")[..., 0]
+    assert depth.shape == (1, H, W) and depth[0, 1, 1] == 0 and depth[0, 0, 0] == pytest.approx(expected[0, 0])
     train, val = make_real_loaders("cityscapes", tmp_path, batch_size=2, size=(3, 4))
     image, target = next(iter(val["segment_semantic"]))
     assert image.shape == (2, 3, 3, 4) and target.shape == (2, 3, 4) and target.dtype == torch.int64
@@ -66,7 +36,7 @@ def test_cityscapes_layout_and_batches(tmp_path):
 def test_wrong_layout_names_the_first_missing_file(tmp_path):
     with pytest.raises(DataError, match="cityscape.json"):
         CityScapes(tmp_path, "train")
-    make_cityscapes(tmp_path)
+    write_cityscapes(tmp_path)
     (tmp_path / "train" / "depth" / "0.npy").unlink()
     with pytest.raises(DataError, match=r"train/depth/0\.npy"):
         CityScapes(tmp_path, "train")
@@ -87,10 +57,10 @@ def test_nyuv2_autmtl_layout(tmp_path):
     normal[..., 2] = 255  # largest channel 255 = invalid in AutoMTL's convention
     normal[2:, :, 2] = 254
     normal[2:, :, :2] = 127
-    _png(tmp_path / "img" / "0.png", _rgb(0))
-    _png(tmp_path / "seg" / "0.png", seg)
-    _png(tmp_path / "sn" / "0.png", normal)
-    _npy(tmp_path / "depth" / "0.npy", np.full((H, W), 2.5, dtype=np.float32))
+    png(tmp_path / "img" / "0.png", rgb(0))
+    png(tmp_path / "seg" / "0.png", seg)
+    png(tmp_path / "sn" / "0.png", normal)
+    npy(tmp_path / "depth" / "0.npy", np.full((H, W), 2.5, dtype=np.float32))
     (tmp_path / "nyu_v2_3task.json").write_text(json.dumps({"test": [["img/0.png", "seg/0.png", "sn/0.png",
                                                                       "depth/0.npy"]]}))
     item = NYUv2(tmp_path, "test")[0]
@@ -99,7 +69,7 @@ def test_nyuv2_autmtl_layout(tmp_path):
     assert (n[:, :2] == 0).all()
     assert torch.allclose(n[:, 3, 3], torch.tensor([0.0, 0.0, 1.0]), atol=0.01)
     assert torch.allclose(n.norm(dim=0)[2:], torch.tensor(1.0))
-    assert torch.equal(item["image"], torch.from_numpy(_rgb(0)).permute(2, 0, 1).float() / 255)
+    assert torch.equal(item["image"], torch.from_numpy(rgb(0)).permute(2, 0, 1).float() / 255)
 
 
 def test_taskonomy_autmtl_layout(tmp_path):
@@ -113,12 +83,12 @@ def test_taskonomy_autmtl_layout(tmp_path):
     normal = np.zeros((H, W, 3), dtype=np.uint8)
     normal[..., 0] = 255
     normal[..., 1:] = 128
-    _png(base / "s" / "rgb" / "a_rgb.png", _rgb(1))
-    _png(base / "s" / "segment_semantic" / "a_segmentsemantic.png", seg)
-    _png(base / "s" / "normal" / "a_normal.png", normal)
-    _png(base / "s" / "depth_zbuffer" / "a_depth_zbuffer.png", depth)
-    _png(base / "s" / "keypoints2d" / "a_keypoints2d.png", kp)
-    _png(base / "s" / "edge_texture" / "a_edge_texture.png", edge)
+    png(base / "s" / "rgb" / "a_rgb.png", rgb(1))
+    png(base / "s" / "segment_semantic" / "a_segmentsemantic.png", seg)
+    png(base / "s" / "normal" / "a_normal.png", normal)
+    png(base / "s" / "depth_zbuffer" / "a_depth_zbuffer.png", depth)
+    png(base / "s" / "keypoints2d" / "a_keypoints2d.png", kp)
+    png(base / "s" / "edge_texture" / "a_edge_texture.png", edge)
     row = ["s/rgb/a_rgb.png", "s/segment_semantic/a_segmentsemantic.png", "s/normal/a_normal.png",
            "s/depth_zbuffer/a_depth_zbuffer.png", "s/keypoints2d/a_keypoints2d.png",
            "s/edge_texture/a_edge_texture.png"]
@@ -141,15 +111,15 @@ def test_nyud_atrc_layout(tmp_path):
     (tmp_path / "gt_sets" / "val.txt").write_text("0001\n0002\n")
     (tmp_path / "images").mkdir()
     for i in ("0001", "0002"):
-        Image.fromarray(_rgb(2)).save(tmp_path / "images" / f"{i}.jpg")
+        Image.fromarray(rgb(2)).save(tmp_path / "images" / f"{i}.jpg")
         seg = np.full((H, W), 7, dtype=np.uint8)
         seg[0] = 0
-        _png(tmp_path / "segmentation" / f"{i}.png", seg)
-        _npy(tmp_path / "depth" / f"{i}.npy", np.full((H, W), 3.0, dtype=np.float32))
+        png(tmp_path / "segmentation" / f"{i}.png", seg)
+        npy(tmp_path / "depth" / f"{i}.npy", np.full((H, W), 3.0, dtype=np.float32))
         nrm = np.zeros((H, W, 3), dtype=np.float32)
         nrm[1:, :, 1] = 2.0
-        _npy(tmp_path / "normals" / f"{i}.npy", nrm)
-        _npy(tmp_path / "edge" / f"{i}.npy", np.eye(H, W, dtype=np.float32))
+        npy(tmp_path / "normals" / f"{i}.npy", nrm)
+        npy(tmp_path / "edge" / f"{i}.npy", np.eye(H, W, dtype=np.float32))
     ds = NYUD(tmp_path, "val", check="all")
     item = ds[1]
     assert len(ds) == 2
@@ -165,17 +135,17 @@ def test_pascal_context_atrc_layout(tmp_path):
     (tmp_path / "ImageSets" / "Context").mkdir(parents=True)
     (tmp_path / "ImageSets" / "Context" / "train.txt").write_text("2008_000001\n")
     (tmp_path / "JPEGImages").mkdir()
-    Image.fromarray(_rgb(3)).save(tmp_path / "JPEGImages" / "2008_000001.jpg")
+    Image.fromarray(rgb(3)).save(tmp_path / "JPEGImages" / "2008_000001.jpg")
     seg = np.full((H, W), 15, dtype=np.uint8)
     seg[0] = 255
-    _png(tmp_path / "semseg" / "pascal-context" / "2008_000001.png", seg)
+    png(tmp_path / "semseg" / "pascal-context" / "2008_000001.png", seg)
     sal = np.zeros((H, W), dtype=np.uint8)
     sal[2:4] = 200
-    _png(tmp_path / "sal_distill" / "2008_000001.png", sal)
-    _png(tmp_path / "normals_distill" / "2008_000001.png", np.full((H, W, 3), 255, dtype=np.uint8))
+    png(tmp_path / "sal_distill" / "2008_000001.png", sal)
+    png(tmp_path / "normals_distill" / "2008_000001.png", np.full((H, W, 3), 255, dtype=np.uint8))
     lab = np.zeros((H, W), dtype=np.uint16)
     lab[:, 4:] = 59
-    _write_mat(tmp_path / "pascal-context" / "trainval" / "2008_000001.mat", {"LabelMap": lab})
+    write_mat(tmp_path / "pascal-context" / "trainval" / "2008_000001.mat", {"LabelMap": lab})
     with pytest.raises(DataError, match=r"human_parts/2008_000001\.mat"):
         PascalContext(tmp_path, "train")  # all tasks by default
     item = PascalContext(tmp_path, "train", ("segment_semantic", "saliency", "normal", "edge_texture"))[0]
@@ -193,62 +163,16 @@ def test_pascal_context_atrc_layout(tmp_path):
               "parts": [{"part_name": "head", "mask": head}, {"part_name": "lfoot", "mask": foot}]}
     chair = {"class": "chair", "class_ind": np.array([[9.0]]), "mask": foot,
              "parts": [{"part_name": "head", "mask": foot}]}
-    _write_mat(tmp_path / "human_parts" / "2008_000001.mat",
+    write_mat(tmp_path / "human_parts" / "2008_000001.mat",
                {"anno": [{"imname": "2008_000001", "objects": [chair, person]}]})
     ds = PascalContext(tmp_path, "train", ("human_parts", "segment_semantic"))
     assert ds.task_classes == {"segment_semantic": 21, "human_parts": 7}
     parts = ds[0]["human_parts"]
     assert parts.dtype == torch.int64 and (parts[0, :2] == 1).all() and (parts[5, 5:] == 6).all()
     assert parts.sum() == 2 + 6 * 3
-    _write_mat(tmp_path / "human_parts" / "2008_000001.mat",
+    write_mat(tmp_path / "human_parts" / "2008_000001.mat",
                {"anno": [{"imname": "2008_000001", "objects": [chair]}]})
     assert (PascalContext(tmp_path, "train", ("human_parts",))[0]["human_parts"] == -1).all()
-
-
-def _mat_element(typ, data):
-    import struct
-
-    if 0 < len(data) <= 4:  # MATLAB's small element format (e.g. short names)
-        return struct.pack("<I", (len(data) << 16) | typ) + data.ljust(4, b"\0")
-    return struct.pack("<II", typ, len(data)) + data + b"\0" * ((-len(data)) % 8)
-
-
-def _mat_value(name, value):
-    """miMATRIX bytes of a numeric array, a str, or a struct given as a list of dicts (1xN)."""
-    import struct
-
-    el = _mat_element
-    head = lambda cls, dims: (el(6, struct.pack("<II", cls, 0)) + el(5, struct.pack(f"<{len(dims)}i", *dims))  # noqa: E731
-                              + el(1, name.encode()))
-    if isinstance(value, str):
-        return el(14, head(4, (1, len(value))) + el(4, np.array([ord(c) for c in value], "<u2").tobytes()))
-    if isinstance(value, list):
-        fields = list(value[0]) if value else []
-        width = 32
-        body = head(2, (1, len(value))) + el(5, struct.pack("<i", width))
-        body += el(1, b"".join(f.encode().ljust(width, b"\0") for f in fields))
-        for item in value:
-            for f in fields:
-                body += _mat_value("", item[f])
-        return el(14, body)
-    classes = {np.dtype("uint16"): (11, 4), np.dtype("float64"): (6, 9), np.dtype("uint8"): (9, 2)}
-    cls, mi = classes[value.dtype]
-    return el(14, head(cls, value.shape) + el(mi, np.asfortranarray(value).tobytes(order="F")))
-
-
-def _write_mat(path, arrays, compress=True):
-    """A level-5 .mat file (numeric arrays, strings, 1xN structs), as MATLAB writes them."""
-    import struct
-    import zlib
-
-    body = b""
-    for name, value in arrays.items():
-        mat = _mat_value(name, value)
-        packed = zlib.compress(mat)
-        body += struct.pack("<II", 15, len(packed)) + packed if compress else mat
-    header = b"MATLAB 5.0 MAT-file".ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(header + body)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -257,11 +181,11 @@ def test_mat_reader_numeric_matrices(tmp_path, compress):
 
     a = np.arange(12, dtype=np.float64).reshape(3, 4)
     b = np.array([[1, 2], [3, 4]], dtype=np.uint8)
-    _write_mat(tmp_path / "x.mat", {"A": a, "Bee": b}, compress=compress)
+    write_mat(tmp_path / "x.mat", {"A": a, "Bee": b}, compress=compress)
     got = read_mat(tmp_path / "x.mat")
     np.testing.assert_array_equal(got["A"], a)
     np.testing.assert_array_equal(got["Bee"], b)
-    _write_mat(tmp_path / "s.mat", {"anno": [{"imname": "x1", "objects": [{"v": a}, {"v": b}]}]}, compress=compress)
+    write_mat(tmp_path / "s.mat", {"anno": [{"imname": "x1", "objects": [{"v": a}, {"v": b}]}]}, compress=compress)
     anno = read_mat(tmp_path / "s.mat")["anno"]
     assert anno[0]["imname"] == "x1"
     np.testing.assert_array_equal(anno[0]["objects"][1]["v"], b)

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from automtl.data.synthetic import (CLASSES, NUM_CLASSES, TASKS, SyntheticScenes, make_loaders,
-                                    render_sample)
 from automtl.data._render import sample_scene
+from automtl.data.synthetic import CLASSES, NUM_CLASSES, TASKS, SyntheticScenes, make_loaders, render_sample
 from automtl.errors import ConfigError
 
 

@@ -6,13 +6,21 @@ import warnings
 
 import pytest
 import torch
+from graph_fixtures import AUTOMTL, STOCK_CAFFE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from automtl.errors import (ExportError, GraphCycleError, GraphError, MissingInputShapeError,
-                            PrototxtSyntaxError, ShapeError, UnknownBlobError, UnsupportedLayerError)
+from automtl.errors import (
+    ExportError,
+    GraphCycleError,
+    GraphError,
+    MissingInputShapeError,
+    PrototxtSyntaxError,
+    ShapeError,
+    UnknownBlobError,
+    UnsupportedLayerError,
+)
 from automtl.graph import dumps_prototxt, from_module, load_prototxt, loads_prototxt, to_prototxt
-from graph_fixtures import AUTOMTL, STOCK_CAFFE
 
 HEAD = 'name: "bad"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 8\ninput_dim: 8\n'
 CONV = ('layer {{\n  name: "{name}"\n  type: "Convolution"\n  bottom: "{bottom}"\n  top: "{top}"\n'
@@ -184,7 +192,7 @@ def test_mutated_prototxt_only_raises_typed_errors(text: str) -> None:
 
 
 def test_broadcasting_multiply_is_not_exported() -> None:
-    from automtl.graph.zoo import backbone
+    from automtl.backbones import zoo_backbone as backbone
 
     graph = from_module(backbone("efficientnet_b0"), torch.zeros(1, 3, 32, 32))
     with pytest.raises(ExportError, match="equal shapes") as info:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-
-from automtl.graph import copy_weights, from_module, load_prototxt
-from automtl.graph.zoo import backbone
 from graph_fixtures import PROTOTXT
+
+from automtl.backbones import zoo_backbone as backbone
+from automtl.graph import copy_weights, from_module, load_prototxt
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

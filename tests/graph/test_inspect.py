@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from graph_fixtures import PROTOTXT, ROOT
 
 from automtl.cli import inspect as inspect_cli
-from graph_fixtures import PROTOTXT, ROOT
 
 
 def _run(argv: list[str]) -> int:
@@ -67,27 +67,21 @@ def test_module_entry_point() -> None:
     assert json.loads(proc.stdout)["params"] == 11_176_512
 
 
-def _export_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_prototxt", ROOT / "tools" / "export_prototxt.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_export_tool_help_and_run(tmp_path, capsys) -> None:
-    tool = _export_tool()
-    help_text = tool.build_parser().format_help()
+    from automtl.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    help_text = capsys.readouterr().out
     for flag in ("--output", "--dialect", "--full", "--input-size", "--batch", "--name"):
         assert flag in help_text
     out = tmp_path / "r18.prototxt"
-    assert tool.main(["resnet18", "--full", "--dialect", "caffe", "--input-size", "64", "-o", str(out)]) == 0
+    assert main(["export", "resnet18", "--full", "--dialect", "caffe", "--input-size", "64", "-o", str(out)]) == 0
     from automtl.graph import load_prototxt
 
     graph = load_prototxt(out)
     assert graph.param_count() == 11_689_512 and graph.output_shape == (1, 1000)
-    assert tool.main(["mnasnet1_0", "--full", "-o", str(tmp_path / "m.prototxt")]) == 2
+    assert main(["export", "mnasnet1_0", "--full", "-o", str(tmp_path / "m.prototxt")]) == 2
     assert "mean" in capsys.readouterr().err and not (tmp_path / "m.prototxt").exists()
-    assert tool.main(["mobilenet_v2", "--input-size", "32"]) == 0  # no -o: prints the prototxt
+    assert main(["export", "mobilenet_v2", "--input-size", "32"]) == 0  # no -o: prints the prototxt
     assert capsys.readouterr().out.startswith('name: "mobilenet_v2"')

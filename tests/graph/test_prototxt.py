@@ -5,12 +5,11 @@ import warnings
 
 import pytest
 import torch
+from graph_fixtures import AUTOMTL, PROTOTXT, STOCK_CAFFE
 from torch import nn
 
+from automtl.backbones import zoo_backbone as backbone
 from automtl.graph import copy_weights, load_prototxt, loads_prototxt, node_param_count, to_prototxt
-from automtl.graph.zoo import backbone
-
-from graph_fixtures import AUTOMTL, PROTOTXT, STOCK_CAFFE
 
 SHIPPED = {  # file -> (backbone name, conv+BN parameters, output shape at 224)
     "deeplab_resnet34.prototxt": ("deeplab_resnet34", 21_284_672, (1, 512, 28, 28)),

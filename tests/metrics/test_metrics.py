@@ -6,8 +6,16 @@ import math
 import pytest
 import torch
 
-from automtl.metrics import (DepthMetric, EdgeMetric, FMeasure, L1Metric, NormalMetric, SaliencyMetric,
-                             SegmentationMetric, default_metrics)
+from automtl.metrics import (
+    DepthMetric,
+    EdgeMetric,
+    FMeasure,
+    L1Metric,
+    NormalMetric,
+    SaliencyMetric,
+    SegmentationMetric,
+    default_metrics,
+)
 
 
 def _img(values, c=None):

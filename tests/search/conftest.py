@@ -1,19 +1,11 @@
 """Shared fixtures of the search tests: a small toy space and a fast search factory."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import optuna
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-try:  # an editable install made before search_spaces/ existed does not map it
-    import search_spaces  # noqa: F401
-except ImportError:  # pragma: no cover - depends on how the package was installed
-    sys.path.insert(0, str(ROOT))
-
-from automtl.search import EvolutionSearch, LayeredToySpace, ToyEvaluator
+from automtl.search import EvolutionSearch, EvolutionSettings, ToyEvaluator
+from automtl.spaces import LayeredToySpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,12 +20,16 @@ def toy() -> LayeredToySpace:
 
 @pytest.fixture
 def make_search(toy):
+    """``make_search(evaluator=None, **kw)``: a small search of the toy space in memory; ``kw``
+    holds settings (``EvolutionSettings`` fields, validated from a dict) and search options."""
     made = []
 
     def make(evaluator=None, **kw):
-        args = dict(budget=BUDGET, storage="memory", seed=0, progress=False, **SMALL)
-        args.update(kw)
-        s = EvolutionSearch(toy, evaluator or ToyEvaluator(toy), **args)
+        settings = dict(budget=BUDGET, **SMALL)
+        settings.update({k: kw.pop(k) for k in list(kw) if k in EvolutionSettings.model_fields})
+        options = dict(storage="memory", seed=0, progress=False)
+        options.update(kw)
+        s = EvolutionSearch(toy, evaluator or ToyEvaluator(toy), settings, **options)
         made.append(s)
         return s
 

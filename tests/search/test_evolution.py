@@ -7,10 +7,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automtl.errors import SearchError
-from automtl.search import EvolutionSampler, LayeredToySpace, ToyEvaluator
-from automtl.search.evaluate import Evaluator
+from automtl.errors import ConfigError, SearchError
+from automtl.search import EvolutionSampler, EvolutionSearch, EvolutionSettings, ToyEvaluator
+from automtl.search.evaluators import Evaluator
 from automtl.search.samplers import CANDIDATE, KEY, ORIGIN
+from automtl.spaces import LayeredToySpace
 
 BUDGET = (20_000, 40_000)  # as in conftest
 
@@ -79,8 +80,9 @@ def test_out_of_budget_children_resampled_not_evaluated(toy):
             calls.append(toy.count_params(cand)["total"])
             return super().evaluate(cand)
 
-    sampler = EvolutionSampler(toy, budget=(30_000, 32_000), population=6, top_k=2,
-                               n_mutations=3, n_crossovers=3, seed=1)
+    settings = EvolutionSettings(budget=(30_000, 32_000), population=6, top_k=2, n_mutations=3,
+                                 n_crossovers=3)
+    sampler = EvolutionSampler(toy, settings, seed=1)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     ev = Counting(toy)
     study.optimize(lambda tr: sum(ev.evaluate(sampler.candidate(study, tr)).values()),
@@ -95,9 +97,9 @@ def test_budget_no_arch_satisfies(make_search, toy):
         make_search(budget=(hi + 1, hi + 100))
     with pytest.raises(SearchError, match="smallest"):
         make_search(budget=(0, lo - 1))
-    with pytest.raises(SearchError, match="empty"):
+    with pytest.raises(ConfigError, match="search.budget.*empty"):
         make_search(budget=(5, 4))
-    with pytest.raises(SearchError, match="min_params, max_params"):
+    with pytest.raises(ConfigError, match="search.budget.*min_params, max_params"):
         make_search(budget=100)
 
 
@@ -114,10 +116,9 @@ def test_window_with_a_gap_is_reported_before_evaluation(toy):
             calls.append(cand)
             return {}
 
-    from automtl.search import EvolutionSearch
-    s = EvolutionSearch(toy, Never(), budget=(n, n), storage="memory", population=4, top_k=2,
-                        n_mutations=2, n_crossovers=2, progress=False, seed=0)
-    s.sampler.assigner.proposer.cfg = s.sampler.config.__class__(max_random_tries=300)
+    settings = EvolutionSettings(budget=(n, n), population=4, top_k=2, n_mutations=2,
+                                 n_crossovers=2, max_random_tries=300)
+    s = EvolutionSearch(toy, Never(), settings, storage="memory", progress=False, seed=0)
     with pytest.raises(SearchError, match="no unseen candidate"):
         s.run(n_generations=1)
     assert calls == []
@@ -215,10 +216,9 @@ def test_study_of_another_space_refused(make_search, tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     make_search(storage=url, study_name="x").run(n_generations=1)
     other = LayeredToySpace(depths=(2, 3))
-    from automtl.search import EvolutionSearch
     with pytest.raises(SearchError, match="signature"):
-        EvolutionSearch(other, ToyEvaluator(other), budget=BUDGET, storage=url, study_name="x",
-                        resume=True, progress=False)
+        EvolutionSearch(other, ToyEvaluator(other), EvolutionSettings(budget=BUDGET),
+                        storage=url, study_name="x", resume=True, progress=False)
     with pytest.raises(SearchError, match="budget"):
         make_search(storage=url, study_name="x", resume=True, budget=(21_000, 40_000))
 

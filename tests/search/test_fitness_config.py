@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from automtl.config import load_config
 from automtl.errors import ConfigError
-from automtl.search import DeltaM, WeightedSum, build_fitness, t_score
-from automtl.search.config import build_job, load_config
+from automtl.registry import EVALUATORS, SPACES, build
+from automtl.search import DeltaM, WeightedSum, build_fitness, check_budget, t_score
+from automtl.search.config import build_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +84,7 @@ def test_cli_end_to_end_outputs(tmp_path):
     cfg = tmp_path / "small.py"   # the shipped config, fewer generations (mmengine inheritance)
     cfg.write_text(f"_base_ = [{str(ROOT / 'configs/search/toy_exact.py')!r}]\n"
                    "search = dict(generations=4)\n")
-    cmd = [sys.executable, str(ROOT / "tools" / "search.py"), str(cfg), "--work-dir", str(work),
+    cmd = [sys.executable, "-m", "automtl", "search", str(cfg), "--work-dir", str(work),
            "--seed", "3", "--no-progress", "--storage", f"journal:{tmp_path / 'j.log'}"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
@@ -128,10 +130,8 @@ def test_toy_synthetic_config_smoke(tmp_path):
     assert "40 candidates evaluated, 0 failed" in out.stdout
     from search_spaces.vit_mvt import load_subnet
 
-    from automtl.search.registry import build_space
-    from automtl.search.config import load_config
-
-    space = build_space(dict(load_config(ROOT / "configs/search/toy_synthetic.py").space))
+    space = build(SPACES, dict(load_config(ROOT / "configs/search/toy_synthetic.py").space),
+                  key="space")
     best = load_subnet(work / "best_subnet.yaml", space)
     total = space.count_params(best)["total"]
     assert 280_000 <= total <= 420_000
@@ -141,11 +141,8 @@ def test_toy_synthetic_config_smoke(tmp_path):
 @pytest.mark.parametrize("name", ["toy_exact", "toy_synthetic", "policy_synthetic"])
 def test_shipped_configs_build_a_satisfiable_space(name):
     """Every shipped config loads, names known types, and its budget window is reachable."""
-    from automtl.search import check_budget
-    from automtl.search.registry import EVALUATORS, build_space
-
     cfg = load_config(ROOT / "configs" / "search" / f"{name}.py")
-    space = build_space(dict(cfg.space))
+    space = build(SPACES, dict(cfg.space), key="space")
     assert cfg.evaluator["type"] in EVALUATORS
     lo, hi = check_budget(space, cfg.search["budget"])
     small, large = space.param_range()

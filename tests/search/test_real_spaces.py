@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from automtl.errors import ArchError
-from automtl.search import EvolutionSearch
-from automtl.search.policy_space import PolicySearchSpace
-from automtl.search.supernet_eval import SupernetEvaluator, recalibrate_bn
+from automtl.registry import EVALUATORS, SPACES, build
+from automtl.search import EvolutionSearch, EvolutionSettings
+from automtl.search.supernet_evaluator import SupernetEvaluator, recalibrate_bn
+from automtl.spaces import PolicySearchSpace
 from automtl.supernet import MTLModel, Policy
 
 TASKS = ("segment_semantic", "depth_zbuffer")
@@ -79,10 +80,11 @@ def test_policy_search_end_to_end(pspace, model, loaders, tmp_path):
     ev = SupernetEvaluator(model, pspace, val, n_val_batches=1, train_loaders=train, bn_batches=1,
                            device="cpu")
     lo, hi = pspace.param_range()
-    search = EvolutionSearch(pspace, ev, budget=(lo, (lo + hi) // 2), population=4, top_k=2,
-                             n_mutations=2, n_crossovers=2, storage="memory", seed=0,
-                             progress=False, work_dir=tmp_path)
-    res = search.run(n_generations=2)
+    settings = EvolutionSettings(budget=(lo, (lo + hi) // 2), generations=2, population=4,
+                                 top_k=2, n_mutations=2, n_crossovers=2)
+    search = EvolutionSearch(pspace, ev, settings, storage="memory", seed=0, progress=False,
+                             work_dir=tmp_path)
+    res = search.run()
     search.close()
     assert res.n_complete == 8 and lo <= res.best_params["total"] <= (lo + hi) // 2
     saved = Policy.load(tmp_path / "policy.json", model=model)
@@ -118,21 +120,21 @@ def test_recalibrate_bn_uses_the_batches():
 def test_vit_space_search_writes_subnet_yaml(tmp_path, loaders):
     from search_spaces.vit_mvt import load_subnet
 
-    from automtl.search.registry import build_evaluator, build_space
-
-    space = build_space(dict(type="vit_mvt", preset=None, name="micro", tasks=TASKS,
-                             num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
-                             depths=(1, 2), embeds=(16, 24), heads=(1,), mlp_ratios=(2.0,),
-                             img_size=32))
-    ev = build_evaluator(dict(type="supernet", data=dict(size=32, n_train=16, n_val=8, batch_size=8),
-                              train=dict(steps=2, sampling="sandwich", n_random=1),
-                              n_val_batches=1, device="cpu"), space, work_dir=tmp_path, seed=0)
+    space = build(SPACES, dict(type="vit_mvt", preset=None, name="micro", tasks=TASKS,
+                               num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
+                               depths=(1, 2), embeds=(16, 24), heads=(1,), mlp_ratios=(2.0,),
+                               img_size=32), key="space")
+    evaluator_cfg = dict(type="supernet", data=dict(size=32, n_train=16, n_val=8, batch_size=8),
+                         train=dict(steps=2, sampling="sandwich", n_random=1), n_val_batches=1,
+                         device="cpu")
+    ev = build(EVALUATORS, evaluator_cfg, space, key="evaluator", work_dir=tmp_path, seed=0)
     assert (tmp_path / "supernet.pt").is_file()
     lo, hi = space.param_range()
-    search = EvolutionSearch(space, ev, budget=(lo, hi), population=4, top_k=2, n_mutations=2,
-                             n_crossovers=2, storage="memory", seed=0, progress=False,
+    settings = EvolutionSettings(budget=(lo, hi), generations=2, population=4, top_k=2,
+                                 n_mutations=2, n_crossovers=2)
+    search = EvolutionSearch(space, ev, settings, storage="memory", seed=0, progress=False,
                              work_dir=tmp_path)
-    res = search.run(n_generations=2)
+    res = search.run()
     search.close()
     assert res.n_complete == 8
     best = load_subnet(tmp_path / "best_subnet.yaml", space)
@@ -140,9 +142,7 @@ def test_vit_space_search_writes_subnet_yaml(tmp_path, loaders):
     assert json.loads((tmp_path / "result.json").read_text())["best"]["params"]["total"] == \
         space.count_params(res.best)["total"]
     # a second evaluator reuses the cached supernet weights instead of training again
-    ev2 = build_evaluator(dict(type="supernet", data=dict(size=32, n_train=16, n_val=8, batch_size=8),
-                               train=dict(steps=2, sampling="sandwich", n_random=1),
-                               n_val_batches=1, device="cpu"), space, work_dir=tmp_path, seed=0)
+    ev2 = build(EVALUATORS, evaluator_cfg, space, key="evaluator", work_dir=tmp_path, seed=0)
     assert ev2.evaluate(res.best) == pytest.approx(ev.evaluate(res.best))
 
 
@@ -161,7 +161,7 @@ def test_supernet_evaluator_on_cuda_matches_cpu(pspace, model, loaders):
 
 
 def _micro_vit():
-    from automtl.search.vit_space import build_vit_space
+    from search_spaces.vit_mvt.registration import build_vit_space
 
     return build_vit_space(None, TASKS, name="micro", num_outputs=dict(segment_semantic=5, depth_zbuffer=1),
                            depths=(1, 2), embeds=(16, 24), heads=(1,), mlp_ratios=(2.0,), img_size=32)
@@ -169,20 +169,21 @@ def _micro_vit():
 
 @pytest.mark.parametrize("sampling,per_step", [("uniform", 1), ("sandwich", 3)])
 def test_train_supernet_sampling(loaders, sampling, per_step):
-    from automtl.search import train_supernet
-    from automtl.search.vit_space import build_vit_supernet
+    from automtl.train.supernet import train_supernet
 
     space = _micro_vit()
-    net = build_vit_supernet(space)
+    net = space.build_supernet()
     seen = []
+    activate = space.activate
 
-    def activate(n, cand):
+    def spy(n, cand):  # the subnets training activates, in order
         seen.append(space.key(cand))
-        n.set_arch(cand)
+        activate(n, cand)
 
+    space.activate = spy
     before = [p.detach().clone() for p in net.parameters()]
     hist = train_supernet(net, space, loaders[0], steps=2, sampling=sampling, n_random=1,
-                          device="cpu", activate=activate)
+                          device="cpu")
     assert len(hist) == 2 and all(h > 0 for h in hist)
     assert len(seen) == 2 * per_step
     if sampling == "sandwich":
@@ -192,13 +193,12 @@ def test_train_supernet_sampling(loaders, sampling, per_step):
 
 def test_train_supernet_nan_is_typed(loaders):
     from automtl.errors import TrainingError
-    from automtl.search import train_supernet
-    from automtl.search.vit_space import build_vit_supernet
+    from automtl.train.supernet import train_supernet
 
     space = _micro_vit()
     nan = {t: (lambda pred, y: pred.sum() * float("nan")) for t in TASKS}
     with pytest.raises(TrainingError, match="step 0, task 'segment_semantic'"):
-        train_supernet(build_vit_supernet(space), space, loaders[0], steps=1, criteria=nan,
+        train_supernet(space.build_supernet(), space, loaders[0], steps=1, criteria=nan,
                        device="cpu")
 
 

@@ -25,12 +25,11 @@ def loaders():
 
 
 def _fresh():
-    from automtl.search.registry import build_space
-    from automtl.search.supernet_job import build_net
+    from automtl.registry import SPACES, build
 
-    space = build_space(SPACE)
+    space = build(SPACES, SPACE, key="space")
     torch.manual_seed(0)
-    return space, build_net(space, None)
+    return space, space.build_supernet()
 
 
 class _Killed(Exception):
@@ -38,8 +37,7 @@ class _Killed(Exception):
 
 
 def test_interrupted_supernet_training_resumes_to_the_same_weights(loaders, tmp_path):
-    from automtl.search.supernet_eval import default_forward
-    from automtl.search.supernet_train import train_supernet
+    from automtl.train.supernet import train_supernet
 
     space, net = _fresh()
     full = train_supernet(net, space, loaders, steps=5, sampling="sandwich", n_random=1, seed=3, device="cpu")
@@ -47,7 +45,7 @@ def test_interrupted_supernet_training_resumes_to_the_same_weights(loaders, tmp_
 
     ckpt = tmp_path / "ckpt.pt"
     space, net = _fresh()
-    forward, calls = default_forward(space), [0]
+    forward, calls = space.forward, [0]
 
     def dying_forward(n, x, task):  # killed in the middle of step 4 (after the step-3 checkpoint)
         calls[0] += 1
@@ -55,9 +53,10 @@ def test_interrupted_supernet_training_resumes_to_the_same_weights(loaders, tmp_
             raise _Killed
         return forward(n, x, task)
 
+    space.forward = dying_forward
     with pytest.raises(_Killed):
         train_supernet(net, space, loaders, steps=5, sampling="sandwich", n_random=1, seed=3,
-                       device="cpu", checkpoint=ckpt, checkpoint_every=3, forward=dying_forward)
+                       device="cpu", checkpoint=ckpt, checkpoint_every=3)
     assert torch.load(ckpt, weights_only=True)["step"] == 3
 
     space, net = _fresh()  # a new process: fresh weights, then the checkpoint
@@ -70,7 +69,7 @@ def test_interrupted_supernet_training_resumes_to_the_same_weights(loaders, tmp_
 
 
 def test_checkpoint_of_another_run_length_is_refused(loaders, tmp_path):
-    from automtl.search.supernet_train import train_supernet
+    from automtl.train.supernet import train_supernet
 
     space, net = _fresh()
     ckpt = tmp_path / "ckpt.pt"
@@ -80,12 +79,17 @@ def test_checkpoint_of_another_run_length_is_refused(loaders, tmp_path):
 
 
 def test_supernet_config_errors_are_typed(tmp_path):
-    from automtl.search.supernet_run import run_supernet_config
+    from automtl.cli.run_supernet import run_supernet_config
 
-    with pytest.raises(ConfigError, match="unknown top-level keys"):
+    with pytest.raises(ConfigError, match="key 'sapce': unknown top-level key"):
         run_supernet_config({"space": SPACE, "supernet_train": {"steps": 1}, "sapce": 1}, work_dir=tmp_path)
     with pytest.raises(ConfigError, match="supernet_train.steps"):
         run_supernet_config({"space": SPACE, "supernet_train": {}}, work_dir=tmp_path)
+    with pytest.raises(ConfigError, match="supernet_train.sampling"):
+        run_supernet_config({"space": SPACE, "supernet_train": {"steps": 1, "sampling": "all"}},
+                            work_dir=tmp_path)
+    with pytest.raises(ConfigError, match="supernet_train.steps.*got 2.5"):
+        run_supernet_config({"space": SPACE, "supernet_train": {"steps": 2.5}}, work_dir=tmp_path)
     with pytest.raises(ConfigError, match="data.sz"):
         run_supernet_config({"space": SPACE, "supernet_train": {"steps": 1}, "data": {"sz": 3}}, work_dir=tmp_path)
 
@@ -102,10 +106,10 @@ def test_tools_train_trains_a_supernet_that_search_can_load(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (work / "supernet.pt").is_file() and (work / "checkpoints" / "supernet_latest.pt").is_file()
 
-    from automtl.search.registry import build_space
-    from automtl.search.supernet_job import build_supernet_evaluator
+    from automtl.registry import SPACES, build
+    from automtl.search.supernet_evaluator import build_supernet_evaluator
 
-    space = build_space(SPACE)
+    space = build(SPACES, SPACE, key="space")
     evaluator = build_supernet_evaluator(space, checkpoint=str(work / "supernet.pt"),
                                          data=dict(size=32, n_train=16, n_val=8, batch_size=8),
                                          n_val_batches=1, device="cpu")
@@ -115,11 +119,11 @@ def test_tools_train_trains_a_supernet_that_search_can_load(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "supernet").glob("*.py")), ids=lambda p: p.stem)
 def test_shipped_supernet_configs_build_their_space(path, monkeypatch):
-    from automtl.search.registry import build_space
-    from automtl.search.supernet_run import is_supernet_config, read_config
+    from automtl.config import config_kind, load_config
+    from automtl.registry import SPACES, build
 
-    cfg = read_config(path)
-    assert is_supernet_config(cfg) and cfg["supernet_train"]["steps"] > 0
+    cfg = load_config(path)
+    assert config_kind(cfg) == "supernet" and cfg["supernet_train"]["steps"] > 0
     monkeypatch.chdir(ROOT)  # configs name backbones relative to the repository root
-    space = build_space(cfg["space"])
+    space = build(SPACES, cfg["space"], key="space")
     assert space.param_range()[0] > 0

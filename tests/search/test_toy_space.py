@@ -6,7 +6,8 @@ import random
 import pytest
 
 from automtl.errors import ArchError
-from automtl.search import LayeredToySpace, ToyEvaluator
+from automtl.search import ToyEvaluator
+from automtl.spaces import LayeredToySpace
 
 
 @pytest.fixture(scope="module")

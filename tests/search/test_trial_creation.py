@@ -58,7 +58,7 @@ def test_bulk_rdb_created_trial_is_what_a_read_returns(tmp_path):
     assert _view(made) == _view(read) and made._trial_id == read._trial_id
     with pytest.raises(KeyError):
         bulk._create_new_trial(sid + 1, template_trial=_template(a=1))
-    import sqlite3                                                  # nothing of it was kept
+    import sqlite3  # nothing of it was kept
     with sqlite3.connect(tmp_path / "c.db") as db:
         assert db.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
         assert db.execute("SELECT count(*) FROM trial_params").fetchone()[0] == 2
@@ -204,7 +204,7 @@ def test_rdb_checks_for_rivals_with_one_query_instead_of_a_read(make_search, tmp
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_duplicate_given_up_trials_do_not_count(make_search, kind, tmp_path):
     s = make_search(storage=_storage_url(kind, tmp_path))
-    storage, sid = s.study._storage, s.study._study_id
+    storage = s.study._storage
     real = storage.create_new_trial
     made = []
 
@@ -232,7 +232,7 @@ def _copy(t: FrozenTrial) -> FrozenTrial:
 
 
 def test_nan_fitness_is_a_failure(make_search, toy):
-    from automtl.search.evaluate import Fitness
+    from automtl.search.fitness import Fitness
 
     class NanFit(Fitness):
         def __call__(self, scores):
@@ -295,7 +295,7 @@ def test_finish_trial_records_what_optunas_calls_record(tmp_path, kind, monkeypa
     INSERT) and the fallback (other storages) leave the trial as set_trial_user_attr +
     set_trial_state_values would (an existing attribute replaced), and refuse a finished
     trial."""
-    import automtl.search.rdb as rdb
+    import automtl.search.storage.rdb as rdb
     from automtl.search.storage import finish_trial
 
     if kind == "bulk_rdb_delete_insert":

@@ -1,4 +1,5 @@
-"""Crash safety and parallel workers: SIGKILL mid-generation + resume; 2 workers on a journal."""
+"""Crash safety and parallel workers: SIGKILL mid-generation + resume; 2 workers on a journal;
+helper workers die with the search that started them."""
 from __future__ import annotations
 
 import os
@@ -14,9 +15,11 @@ from optuna.trial import TrialState
 
 from automtl.search.samplers import CANDIDATE, DUPLICATE, INTERRUPTED, KEY, WORKER, is_live
 from automtl.search.storage import open_storage
+from automtl.search.study import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "search.py"
+SEARCH = [sys.executable, "-m", "automtl", "search"]
 
 CONFIG = """
 seed = 0
@@ -108,8 +111,8 @@ def test_two_workers_on_one_journal_study(tmp_path):
     work = tmp_path / "w"
     work.mkdir()
     journal = work / "study.log"
-    cmd = [sys.executable, str(TOOL), str(cfg), "--work-dir", str(work), "--workers", "2",
-           "--storage", f"journal:{journal}", "--no-progress", "--no-tensorboard"]
+    cmd = SEARCH + [str(cfg), "--work-dir", str(work), "--workers", "2",
+                    "--storage", f"journal:{journal}", "--no-progress", "--no-tensorboard"]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     ts = _trials(f"journal:{journal}")
@@ -125,3 +128,55 @@ def test_two_workers_on_one_journal_study(tmp_path):
     assert len(workers) == 2                                  # both processes evaluated trials
     rows = (work / "trials.csv").read_text().strip().splitlines()
     assert len(rows) == len(ts) + 1
+
+
+def _pids_gone(pids, timeout: float = 20.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not any(pid_alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_die_with_parent_ends_the_child_when_the_parent_is_killed():
+    """A process that called ``die_with_parent`` gets SIGTERM when its parent is SIGKILLed."""
+    child = ("import os, sys, time; from automtl.search.workers import die_with_parent; "
+             "die_with_parent(int(sys.argv[1])); print(os.getpid(), flush=True); time.sleep(60)")
+    parent = ("import os, subprocess, sys, time; "
+              f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())], "
+              "stdout=subprocess.PIPE, text=True); print(p.stdout.readline().strip(), flush=True); "
+              "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], env=_env(), stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        pid = int(proc.stdout.readline())
+        assert pid_alive(pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _pids_gone([pid]), "the child outlived its killed parent"
+
+
+@pytest.mark.slow
+def test_helper_workers_die_with_the_main_process(tmp_path):
+    cfg = _config(tmp_path, delay=0.2, gens=100)
+    work = tmp_path / "w"
+    work.mkdir()
+    url = f"journal:{work / 'study.log'}"
+    cmd = SEARCH + [str(cfg), "--work-dir", str(work), "--workers", "2", "--storage", url,
+                    "--no-progress", "--no-tensorboard"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    me = str(proc.pid)
+
+    def helper_evaluating(ts) -> bool:
+        return any(t.system_attrs.get(WORKER, ":").rpartition(":")[2] not in (me, "")
+                   for t in ts)
+
+    reached = _poll_until(url, proc, helper_evaluating)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert reached, "no helper evaluated a trial: " + proc.stdout.read().decode()[-2000:]
+    helpers = {int(t.system_attrs[WORKER].rpartition(":")[2]) for t in _trials(url)} - {proc.pid}
+    assert len(helpers) == 1
+    assert _pids_gone(helpers), "a helper worker outlived the killed search"

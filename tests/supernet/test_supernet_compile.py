@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from supernet_helpers import heads, perturb, tiny_resnet
 from torch import nn
 
 from automtl.errors import UnknownTaskError
 from automtl.supernet import MTLModel, Policy
-from supernet_helpers import heads, perturb, tiny_resnet
 
 CONVS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 

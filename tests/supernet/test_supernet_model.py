@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from supernet_helpers import DenseHead, heads, one_conv, perturb, tiny_resnet
 from torch import nn
 
 from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTaskError
 from automtl.supernet import MTLModel, Policy
-from supernet_helpers import DenseHead, heads, one_conv, perturb, tiny_resnet
 
 
 def test_resnet18_one_task_all_share_reproduces_torchvision() -> None:
@@ -171,11 +171,11 @@ def test_policy_regularizer_matches_the_formula() -> None:
     depth = g.shape[0]
     s, w = 2.0, (1.0, 0.5)
     expect = 0.0
-    for l in range(depth):
-        c = (depth - l) / depth
+    for d in range(depth):
+        c = (depth - d) / depth
         for t in range(2):
-            expect += c * (w[0] * F.softplus(s * (g[l, t, 1] - g[l, t, 0])) +
-                           w[1] * F.softplus(s * (g[l, t, 2] - g[l, t, 0])))
+            expect += c * (w[0] * F.softplus(s * (g[d, t, 1] - g[d, t, 0])) +
+                           w[1] * F.softplus(s * (g[d, t, 2] - g[d, t, 0])))
     reg = m.policy_regularizer(sharpness=s, weights=w)
     torch.testing.assert_close(reg, torch.as_tensor(expect, dtype=reg.dtype))
     flat = m.policy_regularizer(depth_weighted=False)

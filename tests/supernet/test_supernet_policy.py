@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
+from supernet_helpers import GraphBuilder, heads, tiny_resnet
 
 from automtl.errors import PolicyError
 from automtl.supernet import CHOICES, MTLModel, Policy
-from supernet_helpers import GraphBuilder, heads, tiny_resnet
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def test_policy_for_another_model_names_the_difference(model: MTLModel, tmp_path
 
 def test_skip_where_impossible_is_rejected() -> None:
     b = GraphBuilder((1, 3, 10, 10), name="valid")
-    g = b.finish(b.cbr("v", "data", 3, 4, k=3, relu=False) and b.bn("v2.bn", b.conv("v2.conv", "v.bn", 4, 4, k=3, p=0), 4))
+    g = b.finish(b.cbr("v", "data", 3, 4, k=3, relu=False)
+                 and b.bn("v2.bn", b.conv("v2.conv", "v.bn", 4, 4, k=3, p=0), 4))
     m = MTLModel(g, heads(4, ("a",)))
     assert m.skip_allowed("v.conv") and not m.skip_allowed("v2.conv")
     with pytest.raises(PolicyError, match=r"'skip' is not possible.*v2.conv/a"):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from supernet_helpers import heads, tiny_resnet
 
 from automtl.supernet import MTLModel, Policy
 from automtl.viz import COLORS, plot_policy
-from supernet_helpers import heads, tiny_resnet
 
 mpl_image = pytest.importorskip("matplotlib.image")
 mpl_colors = pytest.importorskip("matplotlib.colors")
@@ -32,4 +32,5 @@ def test_plot_policy_colours_follow_the_choices(tmp_path) -> None:
         return int((np.abs(img[..., :3] - rgb).max(-1) < 0.02).sum())
     for c in ("skip", "specialize"):
         assert count(img_mixed, c) > 3 * max(count(img_share, c), 1)
-    assert not list(tmp_path.glob("**/*.png.tmp*")) and sorted(p.name for p in tmp_path.rglob("*.png")) == ["mixed.png", "share.png"]
+    assert not list(tmp_path.glob("**/*.png.tmp*"))
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["mixed.png", "share.png"]

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import TASKS, make_loaders, mse_metrics, tiny_model  # noqa: E402
+from train_helpers import TASKS, make_loaders, mse_metrics, tiny_model
 
-from automtl.train import Trainer  # noqa: E402
+from automtl.train import Trainer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("work_dir")

@@ -35,7 +35,7 @@ def test_sigkill_then_resume_reaches_uninterrupted_weights(tmp_path):
     killed = _run(tmp_path / "cut", tmp_path / "cut.pt", "--kill-at", 17)  # alter iteration 9 of 12
     assert killed.returncode == -signal.SIGKILL
     ck = torch.load(tmp_path / "cut" / "checkpoints" / "alter_train_with_reg_latest.pt", weights_only=True)
-    assert ck["it"] == 6 and not ck["complete"]
+    assert ck["step"] == 6 and not ck["complete"]
     resumed = _run(tmp_path / "cut", tmp_path / "cut.pt", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in (tmp_path / "cut" / "train.log").read_text()

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from train_helpers import TASKS, make_loaders, mse_criteria, mse_metrics, tiny_model
 
-from automtl.errors import ConfigError, TrainingError, UnknownTaskError
+from automtl.errors import CheckpointError, ConfigError, ModelError, TrainingError, UnknownTaskError
 from automtl.supernet import Policy
 from automtl.train import Trainer
-from train_helpers import TASKS, make_loaders, mse_criteria, mse_metrics, tiny_model
 
 
 def _trainer(tmp_path, model=None, criteria=None, **kw):
@@ -59,7 +59,7 @@ def test_three_phases_train_and_log(tmp_path):
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
     assert json.loads((tmp_path / "trainer_config.json").read_text())["tasks"] == list(TASKS)
     ck = torch.load(tmp_path / "checkpoints" / "post_train_latest.pt", weights_only=True)
-    assert ck["complete"] and ck["it"] == 6
+    assert ck["complete"] and ck["step"] == 6
 
 
 def test_alternation_counts_tau_decay_and_separate_splits(tmp_path):
@@ -91,7 +91,7 @@ def test_alternation_counts_tau_decay_and_separate_splits(tmp_path):
         p = {i for k, t, idx in steps if t == task and k == "policy" for i in idx}
         assert w and p and not (w & p)
     ck = torch.load(tmp_path / "checkpoints" / "alter_train_with_reg_latest.pt", weights_only=True)
-    assert ck["tau"] == pytest.approx(tr.tau)
+    assert ck["values"]["tau"] == pytest.approx(tr.tau)
     assert int(ck["optimizers"]["policy"]["state"][0]["step"]) == 4
 
 
@@ -113,7 +113,7 @@ def test_nan_loss_stops_with_iteration_and_task_and_keeps_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match=r"task 'b' is nan at iteration 7.*pre_train_latest\.pt"):
         tr.pre_train(10, 1e-2)
     ck = torch.load(tmp_path / "checkpoints" / "pre_train_latest.pt", weights_only=True)
-    assert ck["it"] == 6 and not ck["complete"]
+    assert ck["step"] == 6 and not ck["complete"]
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     assert not (tmp_path / "pre_train.pt").exists()
 
@@ -145,11 +145,61 @@ def test_resume_of_completed_phase_loads_its_weights(tmp_path):
     assert all(torch.equal(state[k], v) for k, v in tr2.model.state_dict().items())
 
 
+def test_model_and_weighting_must_follow_their_protocols(tmp_path):
+    train, val = make_loaders()
+    with pytest.raises(ModelError, match=r"Linear is not a multi-task model: it lacks \['heads', 'tasks', "):
+        Trainer(torch.nn.Linear(2, 2), train, val, mse_criteria(), None, work_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"weighting.*object lacks \['name', 'backward'"):
+        _trainer(tmp_path, weighting=object())
+
+
+def test_resume_refuses_a_checkpoint_of_another_length_and_weights_of_another_shape(tmp_path):
+    tr = _trainer(tmp_path, tensorboard=False, checkpoint_iters=2)
+    tr.pre_train(3, 1e-2)
+    with pytest.raises(CheckpointError, match="checkpoint of 'pre_train', a 3-step run; this is 'pre_train', "
+                                              "a 4-step run"):
+        _trainer(tmp_path, tensorboard=False).pre_train(4, 1e-2, resume=True)
+    conv = "units.conv0.common.weight"
+    bad = {k: (v[:1] if k == conv else v) for k, v in tr.model.state_dict().items() if k != "heads.b.bias"}
+    torch.save({"model": bad}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: does not fit the model; missing keys \['heads\.b\.bias'\].*"
+                                              r"'units\.conv0\.common\.weight' is \(1, 3, 3, 3\) in the checkpoint "
+                                              r"but \(8, 3, 3, 3\)"):
+        tr.load_weights(tmp_path / "bad.pt")
+    tr.close()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])])
+def test_interrupted_phase_resumes_in_process_to_uninterrupted_weights(tmp_path, device):
+    kw = dict(device=device, checkpoint_iters=2, tensorboard=False)
+    full = _trainer(tmp_path / "full", **kw)
+    full.alter_train_with_reg(5, (1, 1), network_lr=1e-2, policy_lr=0.05)
+    calls = {"n": 0}
+
+    def dying(out, y):  # two criterion calls an iteration: dies in iteration 4, after the iteration-2 checkpoint
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return torch.nn.functional.mse_loss(out, y)
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path / "cut", criteria={t: dying for t in TASKS}, **kw).alter_train_with_reg(
+            5, (1, 1), network_lr=1e-2, policy_lr=0.05)
+    torch.manual_seed(7)  # the RNG state comes from the checkpoint
+    resumed = _trainer(tmp_path / "cut", model=tiny_model(seed=5), **kw)
+    resumed.alter_train_with_reg(5, (1, 1), network_lr=1e-2, policy_lr=0.05, resume=True)
+    assert "resumed from" in (tmp_path / "cut" / "train.log").read_text()
+    assert resumed.tau == pytest.approx(full.tau)
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, msg=k)
+
+
 def test_weighting_by_name_trains_and_checkpoints_its_state(tmp_path):
     tr = _trainer(tmp_path, weighting="uncertainty", checkpoint_iters=2)
     tr.pre_train(4, 1e-2)
     ck = torch.load(tmp_path / "checkpoints" / "pre_train_latest.pt", weights_only=True)
-    assert ck["weighting"] is not None
+    assert ck["extras"]["weighting"] is not None
     assert any(not torch.equal(v, torch.zeros_like(v)) for v in tr.weighting.state_dict().values()
                if isinstance(v, torch.Tensor) and v.is_floating_point())
 

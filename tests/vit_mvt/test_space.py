@@ -8,8 +8,8 @@ import random
 import pytest
 
 from automtl.errors import ArchError, ConfigError
-from automtl.search.space import SearchSpace
-from search_spaces.vit_mvt import SPACES, build_space
+from automtl.spaces import SearchSpace
+from search_spaces.vit_mvt import PRESETS, build_space
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "base"])
@@ -18,12 +18,12 @@ def test_spaces_follow_design_choices(name):
     assert isinstance(space, SearchSpace)
     assert space.tasks == ("cls", "seg")
     ch = space.gene_choices()
-    assert ch["embed_channels.0"] == list(SPACES[name].embeds)
+    assert ch["embed_channels.0"] == list(PRESETS[name].embeds)
     assert ch["mlp_ratio.0"] == [3.0, 3.5, 4.0]
-    assert f"num_heads.{SPACES[name].max_depth - 1}" in ch
+    assert f"num_heads.{PRESETS[name].max_depth - 1}" in ch
     assert ch["share.0.qkv.seg"] == ["shared", "specific"]
     assert {"tiny": (192, 216, 240), "small": (320, 384, 448), "base": (528, 576, 624)}[name] == \
-        SPACES[name].embeds
+        PRESETS[name].embeds
 
 
 def test_samples_are_valid_json_and_canonical(micro):

@@ -8,8 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from automtl.errors import ConfigError
-from automtl.train.losses import (BCEMapLoss, DepthL1Loss, MaskedL1Loss, NormalCosineLoss, SegmentationLoss,
-                                  default_criteria)
+from automtl.train.losses import (
+    BCEMapLoss,
+    DepthL1Loss,
+    MaskedL1Loss,
+    NormalCosineLoss,
+    SegmentationLoss,
+    default_criteria,
+)
 
 
 def test_segmentation_ignores_minus_one_and_upsamples():

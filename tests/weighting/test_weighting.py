@@ -8,8 +8,16 @@ import torch
 from torch import nn
 
 from automtl.errors import ConfigError, TrainingError
-from automtl.train.weighting import (CAGrad, DWA, GradNorm, NashMTL, PCGrad, UncertaintyWeighting, WEIGHTINGS,
-                                     build_weighting)
+from automtl.train.weighting import (
+    DWA,
+    WEIGHTINGS,
+    CAGrad,
+    GradNorm,
+    NashMTL,
+    PCGrad,
+    UncertaintyWeighting,
+    build_weighting,
+)
 
 TASKS = ["a", "b"]
 
@@ -60,7 +68,7 @@ def test_cagrad_improves_the_worst_task():
     mean = g.mean(0)
     assert (g @ mean).min() < 0  # the average direction hurts task b
     d = CAGrad(TASKS, c=0.5).direction(g)
-    worst = lambda v: ((g @ v) / v.norm()).min().item()  # noqa: E731
+    worst = lambda v: ((g @ v) / v.norm()).min().item()
     assert worst(d) > worst(mean) + 0.1
     assert torch.allclose(CAGrad(TASKS, c=0.0).direction(g), g.sum(0))
     theta = nn.Parameter(torch.zeros(2))

@@ -1,0 +1,56 @@
+"""Train from a config: AutoMTL's phases (pre-train, policy-train, sample, post-train, evaluate),
+or, for a config with a ``supernet_train`` section, an elastic supernet for search.
+
+Examples:
+    python -m automtl train configs/automtl/synthetic_tinyresnet.py --work-dir work_dirs/tiny
+    python -m automtl train configs/automtl/nyuv2_deeplab_resnet34.py --cfg-options data.data_root=DIR
+    torchrun --nproc_per_node=2 -m automtl train configs/automtl/synthetic_tinyresnet.py --resume
+    python -m automtl train configs/supernet/vit_mvt_micro_synthetic.py   # then: automtl search
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from automtl.cli._common import add_config_options, default_work_dir, report_errors
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m automtl train``."""
+    parser.add_argument("config", help="mmengine-style .py config (see configs/automtl/, configs/supernet/)")
+    add_config_options(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="skip finished phases and continue an interrupted one from its checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, pick its runner by kind, train, print the results as JSON."""
+    return report_errors(lambda: _train(args))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from automtl.config import config_kind, load_config
+
+    work_dir = default_work_dir(args.config, args.work_dir)
+    cfg = load_config(args.config, args.cfg_options)
+    kind = config_kind(cfg)
+    if kind == "search":
+        from automtl.errors import ConfigError
+
+        raise ConfigError("this is a search config: run `python -m automtl search` on it",
+                          path=args.config)
+    common = dict(work_dir=work_dir, seed=args.seed, resume=args.resume, device=args.device,
+                  cfg_options=args.cfg_options)
+    if kind == "supernet":
+        from automtl.cli.run_supernet import run_supernet_config
+
+        out = run_supernet_config(args.config, **common)
+    else:
+        from automtl.cli.run_automtl import run_config
+
+        out = run_config(args.config, **common)
+        out = {"results": out.get("results"), "params": out.get("params"), "work_dir": work_dir}
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(json.dumps(out, indent=2, default=str))
+    return 0

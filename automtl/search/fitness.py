@@ -1,0 +1,114 @@
+"""Fitness functions: an evaluator's per-task scores → the one number the evolution maximises.
+
+:class:`WeightedSum` (``t_score`` = top-1 + mAP + mIoU is its preset) and :class:`DeltaM`,
+registered in :data:`automtl.registry.FITNESS` as ``t_score``, ``weighted_sum`` and
+``delta_m``; a config names one as ``fitness = dict(type=…)`` (or just ``"t_score"``).
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from automtl.errors import ConfigError
+from automtl.registry import FITNESS, build
+from automtl.search.evaluators import Evaluator
+
+
+class Fitness(ABC):
+    """Combines per-task scores into the single number the evolution maximises."""
+
+    @abstractmethod
+    def __call__(self, scores: Mapping[str, float]) -> float:
+        """The fitness of one candidate's scores (higher is better)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (stored with the study)."""
+        return {"type": type(self).__name__}
+
+    def bind(self, evaluator: Evaluator) -> None:  # noqa: B027 - an optional hook, no-op here
+        """Take the evaluator's per-task directions where the config gave none."""
+
+
+class WeightedSum(Fitness):
+    """``Σ_t w_t · s_t``; a task with ``higher_is_better=False`` enters with a minus sign."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None, *,
+                 higher_is_better: Mapping[str, bool] | None = None) -> None:
+        self.weights = None if weights is None else {k: float(v) for k, v in weights.items()}
+        self.higher_is_better = dict(higher_is_better or {})
+
+    def __call__(self, scores: Mapping[str, float]) -> float:
+        total = 0.0
+        weights = self.weights if self.weights is not None else {t: 1.0 for t in scores}
+        for task, w in weights.items():
+            if task not in scores:
+                raise ConfigError(f"fitness weight for task '{task}' but the evaluator reports "
+                                  f"{sorted(scores)}", key=f"fitness.weights.{task}")
+            sign = 1.0 if self.higher_is_better.get(task, True) else -1.0
+            total += sign * w * float(scores[task])
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "weighted_sum", "weights": self.weights,
+                "higher_is_better": self.higher_is_better}
+
+    def bind(self, evaluator: Evaluator) -> None:
+        for t in evaluator.tasks:
+            self.higher_is_better.setdefault(t, evaluator.direction(t))
+
+
+def t_score() -> WeightedSum:
+    """ViT-MVT's T-Score: top-1 + mAP + mIoU, i.e. the unweighted sum of every task's score."""
+    return WeightedSum(None)
+
+
+class DeltaM(Fitness):
+    """Δm = (1/T) Σ_t (−1)^{l_t} (M_t − B_t)/B_t · 100 against single-task baselines ``B``;
+    ``l_t = 1`` where lower is better (Maninis 2019 / Vandenhende 2021)."""
+
+    def __init__(self, baselines: Mapping[str, float], *,
+                 lower_is_better: Mapping[str, bool] | None = None) -> None:
+        if not baselines:
+            raise ConfigError("delta_m needs a baseline score per task", key="fitness.baselines")
+        for t, b in baselines.items():
+            if not b or not math.isfinite(float(b)):
+                raise ConfigError(f"baseline of '{t}' must be a non-zero number, got {b!r}",
+                                  key=f"fitness.baselines.{t}")
+        self.baselines = {k: float(v) for k, v in baselines.items()}
+        self.lower_is_better = dict(lower_is_better or {})
+
+    def __call__(self, scores: Mapping[str, float]) -> float:
+        terms = []
+        for t, b in self.baselines.items():
+            if t not in scores:
+                raise ConfigError(f"baseline for task '{t}' but the evaluator reports "
+                                  f"{sorted(scores)}", key=f"fitness.baselines.{t}")
+            sign = -1.0 if self.lower_is_better.get(t, False) else 1.0
+            terms.append(sign * (float(scores[t]) - b) / b * 100.0)
+        return sum(terms) / len(terms)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "delta_m", "baselines": self.baselines,
+                "lower_is_better": self.lower_is_better}
+
+    def bind(self, evaluator: Evaluator) -> None:
+        for t in evaluator.tasks:
+            self.lower_is_better.setdefault(t, not evaluator.direction(t))
+
+
+FITNESS.register_module("weighted_sum", module=WeightedSum)
+FITNESS.register_module("delta_m", module=DeltaM)
+FITNESS.register_module("t_score", module=t_score)
+
+
+def build_fitness(cfg: Mapping[str, Any] | str | None) -> Fitness:
+    """A fitness from a config: ``"t_score"`` (the default), ``dict(type="weighted_sum",
+    weights=…)``, ``dict(type="delta_m", baselines=…, lower_is_better=…)`` or any registered
+    :data:`~automtl.registry.FITNESS` type."""
+    if cfg is None:
+        return t_score()
+    if isinstance(cfg, str):
+        cfg = {"type": cfg}
+    return build(FITNESS, cfg, key="fitness")
