@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (module_path, summary) in COMMANDS.items():
         if name == chosen:
             module = importlib.import_module(module_path)
-            module.add_arguments(sub.add_parser(name, help=summary, description=module.__doc__))
+            module.add_arguments(sub.add_parser(name, help=summary, description=module.__doc__,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter))
         else:
             sub.add_parser(name, help=summary, add_help=False)
     args = parser.parse_args(argv)

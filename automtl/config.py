@@ -110,7 +110,7 @@ def check_top_level(cfg: Mapping[str, Any], allowed: Iterable[str], *, path: str
                     required: Sequence[str] = ()) -> None:
     """Refuse unknown top-level keys (naming the known ones) and missing required ones."""
     known = set(allowed) | COMMON_KEYS
-    unknown = sorted(k for k in cfg if k not in known and not k.startswith("_"))
+    unknown = sorted(str(k) for k in cfg if k not in known and not str(k).startswith("_"))
     if unknown:
         raise ConfigError(f"unknown top-level key; known: {sorted(known)}", key=unknown[0],
                           path=path)

@@ -70,6 +70,19 @@ class ExportError(GraphError):
     """A graph that cannot be written in the requested format."""
 
 
+class ModelTooLargeError(GraphError):
+    """A network whose parameters and activations exceed the memory limit (refused before allocating).
+
+    ``size`` and ``limit`` are in bytes; ``layer`` names the largest layer.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, path: str | None = None,
+                 line: int | None = None, layer: str | None = None) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(message, path=path, line=line, layer=layer)
+
+
 class ModelError(AutoMTLError):
     """A multi-task model built from parts that do not fit together."""
 
@@ -116,6 +129,10 @@ class ConfigError(AutoMTLError):
 
 class DataError(AutoMTLError):
     """A data root in the wrong layout (names the first missing file)."""
+
+
+class WorkDirBusyError(AutoMTLError):
+    """Another live run holds the work directory (names the holder's host:pid and purpose)."""
 
 
 class TrainingError(AutoMTLError):

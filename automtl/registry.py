@@ -155,6 +155,6 @@ def build(registry: Registry, cfg: Any, *args: Any, key: str, **defaults: Any) -
               and not exc.key.startswith(f"{key}.")):
             exc.key = f"{key}.{exc.key}"  # the builder named one of its own arguments
         raise
-    except TypeError as exc:
-        raise ConfigError(f"bad arguments for {registry.name} '{cfg['type']}': {exc}",
-                          key=key) from exc
+    except (TypeError, ValueError, IndexError) as exc:  # a value the builder could not use
+        raise ConfigError(f"bad arguments for {registry.name} '{cfg['type']}': "
+                          f"{type(exc).__name__}: {exc}", key=key) from exc

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.against:
             then = times.get((args.against, name), [])
             row += [f"{statistics.median(then):.3f}" if then else "fails",
-                    f"{statistics.median(now) / statistics.median(then):.2f}x" if now and then else "—"]
+                    f"{statistics.median(now) / statistics.median(then):.3f}x" if now and then else "—"]
         rows.append(row)
     body = (f"Fresh interpreter per statement, {args.rounds} interleaved rounds, medians; one "
             "torch thread.\n\n" + table(header, rows))

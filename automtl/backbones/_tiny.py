@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from automtl.checks import check_int, check_ints
+
 
 class BasicBlock(nn.Module):
     """ResNet basic block: two 3x3 conv-BN, ReLU, identity or 1x1 projection shortcut."""
@@ -36,7 +38,8 @@ class TinyResNet(nn.Module):
 
     def __init__(self, widths: Sequence[int] = (16, 32, 64), blocks: int = 1) -> None:
         super().__init__()
-        widths = [int(w) for w in widths]
+        widths = list(check_ints(widths, "widths", lo=1))
+        blocks = check_int(blocks, "blocks", lo=1)
         self.out_channels = widths[-1]
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
         layers: list[nn.Module] = []

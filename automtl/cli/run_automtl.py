@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automtl.checks import check_seed
 from automtl.config import check_top_level, dump_config, load_config, plain, validate
-from automtl.io import clean_stale_temps
+from automtl.train.distributed import env_rank, lock_main_work_dir
+from automtl.train.fingerprint import AUTOMTL_MAY_CHANGE, Fingerprint
 from automtl.train.settings import (
     PolicyTrainSettings,
     PostTrainSettings,
@@ -36,6 +38,8 @@ from automtl.train.settings import (
 
 SECTIONS = ("tasks", "data", "model", "trainer", "pre_train", "alter_train_with_reg", "sample",
             "post_train")
+#: the sections of consecutive steps: a phase's checkpoint leaves out the settings of later ones
+STAGES = ("pre_train", "alter_train_with_reg", "sample", "post_train")
 
 
 @dataclass
@@ -62,8 +66,11 @@ def check_config(cfg: Mapping[str, Any], *, path: str | None = None) -> AutoMTLP
     check_top_level(raw, SECTIONS, path=path, required=("tasks", "model"))
     tasks = unique_tasks(raw["tasks"], path=path)
     seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError("must be an integer", key="seed", path=path, value=seed)
+    try:
+        check_seed(seed)
+    except ConfigError as exc:
+        exc.path = path
+        raise
     for key in ("data", "model"):
         if key in raw and not isinstance(raw[key], Mapping):
             raise ConfigError(f"must be a dict, got {type(raw[key]).__name__}", key=key, path=path,
@@ -83,21 +90,16 @@ def check_config(cfg: Mapping[str, Any], *, path: str | None = None) -> AutoMTLP
 
 def run_config(cfg: Mapping[str, Any] | str | os.PathLike[str], *, work_dir: str | os.PathLike[str],
                seed: int | None = None, resume: bool = False, device: str | None = None,
-               cfg_options: Any = None) -> dict[str, Any]:
+               cfg_options: Any = None, allow_changed: Sequence[str] = ()) -> dict[str, Any]:
     """Run every phase the config names and return ``{"results", "params", "policy", ...}``.
 
     Writes into ``work_dir``: ``config.py`` (resolved), phase weights, checkpoints, the sampled
     ``policy.json`` + ``policy.png``, ``train.log``, tensorboard events and ``results.json``.
-    With ``resume=True`` finished phases are skipped and an interrupted one continues.
+    The run holds the work dir's lock throughout (:class:`WorkDirBusyError` while another run
+    holds it). With ``resume=True`` finished phases are skipped and an interrupted one
+    continues, provided the run-defining settings match the checkpoint's (:func:`fingerprint`;
+    ``allow_changed`` names more keys that may differ).
     """
-    from automtl.data import build_data
-    from automtl.io import atomic_write_text
-    from automtl.metrics import default_metrics
-    from automtl.supernet.registration import build_model
-    from automtl.train.checkpoint import seed_everything
-    from automtl.train.losses import default_criteria
-    from automtl.train.trainer import Trainer
-
     if isinstance(cfg, (str, os.PathLike)):
         path: str | None = str(cfg)
         raw: Mapping[str, Any] = load_config(cfg, cfg_options)
@@ -106,35 +108,64 @@ def run_config(cfg: Mapping[str, Any] | str | os.PathLike[str], *, work_dir: str
     plan = check_config(raw, path=path)
     if seed is not None:
         plan.seed = seed
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(work)  # left by a run killed mid-write
-    dump_config({**plan.raw, "seed": plan.seed}, work / "config.py")
+    with lock_main_work_dir(work_dir, purpose="train"):
+        return run_plan(plan, Path(work_dir), resume=resume, device=device,
+                        fingerprint=fingerprint(plan, allow_changed))
+
+
+def fingerprint(plan: AutoMTLPlan, allow_changed: Sequence[str] = ()) -> Fingerprint:
+    """The run-defining settings of ``plan``: every section with its defaults filled, less
+    :data:`~automtl.train.fingerprint.AUTOMTL_MAY_CHANGE` and ``allow_changed``; a phase's
+    checkpoint leaves out the sections of the phases after it."""
+    sections = {"tasks": plan.tasks, "seed": plan.seed, "data": plan.data, "model": plan.model,
+                "custom_imports": plan.raw.get("custom_imports"), "trainer": plan.trainer,
+                **{name: getattr(plan, name) for name in STAGES}}
+    return Fingerprint.of(sections, may_change=(*AUTOMTL_MAY_CHANGE, *allow_changed), stages=STAGES)
+
+
+def run_plan(plan: AutoMTLPlan, work: Path, *, resume: bool = False, device: str | None = None,
+             fingerprint: Fingerprint | None = None) -> dict[str, Any]:
+    """Build data, model and trainer of a checked config and run its phases (see :func:`run_config`)."""
+    from automtl.data import build_data
+    from automtl.io import atomic_write_text
+    from automtl.metrics import default_metrics
+    from automtl.supernet.registration import build_model
+    from automtl.train.checkpoint import seed_everything
+    from automtl.train.losses import default_criteria
+    from automtl.train.trainer import Trainer
+
+    if env_rank() == 0:
+        dump_config({**plan.raw, "seed": plan.seed}, work / "config.py")
     seed_everything(plan.seed)
     train, val = build_data(plan.data, plan.tasks, seed=plan.seed)
     model: Any = build_model(plan.model, plan.tasks)  # an MTLModel unless the config names another
     metrics = default_metrics(plan.tasks, num_classes=plan.model.get("num_classes"))
     trainer = Trainer(model, train, val, default_criteria(plan.tasks), metrics, work_dir=work,
-                      seed=plan.seed, device=device, **plan.trainer.kwargs())
+                      seed=plan.seed, device=device, fingerprint=fingerprint, **plan.trainer.kwargs())
     out: dict[str, Any] = {"tasks": plan.tasks, "seed": plan.seed}
     try:
-        if plan.pre_train is not None:
-            trainer.pre_train(**plan.pre_train.kwargs(), resume=resume)
-        if plan.alter_train_with_reg is not None:
-            trainer.alter_train_with_reg(**plan.alter_train_with_reg.kwargs(), resume=resume)
-        policy = choose(plan, trainer, model, val, metrics, work)
-        if plan.post_train is not None:
-            trainer.post_train(**plan.post_train.kwargs(), reload=policy, resume=resume)
-            out["results"] = trainer.validate("fixed")
-        else:
-            out["results"] = trainer.validate("fixed", policy=policy)
-        out["params"] = model.count_params(policy)
-        out["policy"] = str(work / "policy.json")
+        out.update(run_phases(plan, trainer, model, val, metrics, work, resume=resume))
     finally:
         trainer.close()
     if trainer.dist.is_main:
         atomic_write_text(work / "results.json", json.dumps(out, indent=2, default=str))
     return out
+
+
+def run_phases(plan: AutoMTLPlan, trainer: Any, model: Any, val: Any, metrics: Any, work: Path, *,
+               resume: bool) -> dict[str, Any]:
+    """Pre-train, policy-train, choose the policy, post-train and evaluate: ``{"results", "params", "policy"}``."""
+    if plan.pre_train is not None:
+        trainer.pre_train(**plan.pre_train.kwargs(), resume=resume)
+    if plan.alter_train_with_reg is not None:
+        trainer.alter_train_with_reg(**plan.alter_train_with_reg.kwargs(), resume=resume)
+    policy = choose(plan, trainer, model, val, metrics, work)
+    if plan.post_train is not None:
+        trainer.post_train(**plan.post_train.kwargs(), reload=policy, resume=resume)
+        results = trainer.validate("fixed")
+    else:
+        results = trainer.validate("fixed", policy=policy)
+    return {"results": results, "params": model.count_params(policy), "policy": str(work / "policy.json")}
 
 
 def choose(plan: AutoMTLPlan, trainer: Any, model: Any, val: Any, metrics: Any, work: Path) -> Any:

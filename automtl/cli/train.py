@@ -5,7 +5,12 @@ Examples:
     python -m automtl train configs/automtl/synthetic_tinyresnet.py --work-dir work_dirs/tiny
     python -m automtl train configs/automtl/nyuv2_deeplab_resnet34.py --cfg-options data.data_root=DIR
     torchrun --nproc_per_node=2 -m automtl train configs/automtl/synthetic_tinyresnet.py --resume
+    python -m automtl train CONFIG --resume --allow-changed data.data_root   # the data moved
     python -m automtl train configs/supernet/vit_mvt_micro_synthetic.py   # then: automtl search
+
+One run per work dir: a second run in a work dir that a live run holds is refused (exit 2,
+naming the holder's host:pid); the lock of a killed run is taken over. Checkpoints carry the
+run's settings and history.json is rewritten with each of them.
 """
 from __future__ import annotations
 
@@ -21,7 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="mmengine-style .py config (see configs/automtl/, configs/supernet/)")
     add_config_options(parser)
     parser.add_argument("--resume", action="store_true",
-                        help="skip finished phases and continue an interrupted one from its checkpoint")
+                        help="skip finished phases and continue an interrupted one from its checkpoint; "
+                             "refused (naming the keys) when the run-defining settings differ from the "
+                             "checkpoint's: tasks, seed, data, model, trainer, the settings of this and "
+                             "earlier phases (AutoMTL), or space, supernet, data, seed, supernet_train "
+                             "(supernet). Always free to change: trainer.print_iters, val_iters, "
+                             "checkpoint_iters, progress, tensorboard, baseline, "
+                             "supernet_train.checkpoint_every, data.check, and the sections of the phases "
+                             "after the one being resumed")
+    parser.add_argument("--allow-changed", nargs="+", default=(), metavar="KEY",
+                        help="with --resume: dotted config keys (or prefixes such as data, or globs such "
+                             "as 'data.*') whose values may differ from the checkpoint's, e.g. "
+                             "--allow-changed data.data_root")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("this is a search config: run `python -m automtl search` on it",
                           path=args.config)
     common = dict(work_dir=work_dir, seed=args.seed, resume=args.resume, device=args.device,
-                  cfg_options=args.cfg_options)
+                  cfg_options=args.cfg_options, allow_changed=tuple(args.allow_changed))
     if kind == "supernet":
         from automtl.cli.run_supernet import run_supernet_config
 

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from automtl.checks import check_int, check_ints, check_number, check_seed
 from automtl.data._render import render, sample_scene
 from automtl.data.loaders import TaskView, task_loaders
 from automtl.data.tasks import IGNORE_INDEX, SYNTHETIC_CLASSES
@@ -71,10 +72,10 @@ _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
 def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
         h = w = size
     else:
-        h, w = (int(s) for s in size)
+        h, w = check_ints(size, "size", length=2)
     if h < 4 or w < 4:
         raise ConfigError(f"image size must be at least 4x4, got {h}x{w}", key="size")
     return h, w
@@ -199,8 +200,14 @@ def make_loaders(tasks: Sequence[str] = TASKS, size: int | Sequence[int] = 64, n
     tasks = tuple(tasks)
     if not tasks:
         raise ConfigError("at least one task is required", key="tasks")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}", key="batch_size")
+    _hw(size)
+    check_int(n_train, "n_train", lo=1)
+    check_int(n_val, "n_val", lo=0)
+    check_int(batch_size, "batch_size", lo=1)
+    check_seed(seed)
+    check_int(num_workers, "num_workers", lo=0)
+    check_int(max_objects, "max_objects", lo=0)
+    check_number(noise, "noise", lo=0)
     if n_train < batch_size:
         raise ConfigError(f"n_train={n_train} is smaller than batch_size={batch_size}; "
                           "the train loaders would be empty", key="n_train")

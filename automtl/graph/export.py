@@ -109,6 +109,9 @@ def _batch_norm(w: _Writer, n: Node) -> None:
             p.momentum = a["momentum"]
         p.affine = bool(a["affine"])
         return
+    if not a["track_running_stats"]:
+        raise w.fail(n, "stock Caffe BatchNorm always keeps running statistics (track_running_stats: false "
+                        "needs the automtl dialect)")
     p.eps = a["eps"]
     if a["momentum"] is not None and abs(a["momentum"] - 0.001) > 1e-9:
         p.moving_average_fraction = 1.0 - a["momentum"]

@@ -168,10 +168,17 @@ class Graph:
         return self.nodes == other.nodes and self.outputs == other.outputs
 
     # ---- execution ------------------------------------------------------------------------
-    def to_module(self) -> GraphModule:
-        """Build the executable network (fresh weights; see ``GraphModule.load_from``)."""
+    def to_module(self, *, max_bytes: int | None = None) -> GraphModule:
+        """Build the executable network (fresh weights; see ``GraphModule.load_from``).
+
+        Refuses (:class:`~automtl.errors.ModelTooLargeError`, before allocating) a network whose
+        float32 parameters and activations exceed ``max_bytes`` (default: ``$AUTOMTL_MAX_MODEL_BYTES``,
+        else half of the available memory; see :mod:`automtl.graph.limits`).
+        """
+        from automtl.graph.limits import check_model_size
         from automtl.graph.module import GraphModule
 
+        check_model_size(self, max_bytes=max_bytes)
         return GraphModule(self)
 
     def infer_shapes(self) -> Graph:

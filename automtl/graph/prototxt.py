@@ -5,6 +5,8 @@ Node names are layer names (an input node is named after its blob); ``node.sourc
 """
 from __future__ import annotations
 
+import heapq
+import math
 import os
 import re
 import warnings
@@ -38,6 +40,14 @@ _SAME_SHAPE = frozenset({"batch_norm", "scale", "relu", "leaky_relu", "relu6", "
 def _f32(x: float) -> float:
     """A float32 protobuf value as the decimal the user wrote (``1e-05``, not ``9.99e-06``)."""
     return float(f"{x:.7g}")
+
+
+def _finite(x: float, field: str) -> float:
+    """:func:`_f32` of a setting that must be a finite number (nan/inf only surface later, as NaN outputs)."""
+    value = _f32(x)
+    if not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value}")
+    return value
 
 
 # ---- locating layers in the text ------------------------------------------------------------
@@ -142,6 +152,8 @@ class _Builder:
         self.values: dict[str, torch.Tensor] = {}  # node name -> meta tensor
         self.consumers: dict[str, int] = {}
         self.caffe_bn: set[str] = set()  # stock-Caffe BN nodes a following Scale may fold into
+        self.suffix: dict[str, int] = {}  # name -> last suffix tried by unique() (names are never freed)
+        self.steps = 0  # inner-loop steps of order() (layers built + edges relaxed): linear in the file
         self.automtl = any(layer.msg.HasField("batch_norm_param") and any(
             layer.msg.batch_norm_param.HasField(f) for f in ("track_running_stats", "momentum", "affine"))
             for layer in self.layers)
@@ -156,10 +168,12 @@ class _Builder:
 
     # ---- nodes ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
-        cand, i = name, 0
+        """``name``, or ``name_1``, ``name_2``, … when taken (resumes where the last search stopped)."""
+        cand, i = name, self.suffix.get(name, 0)
         while cand in self.graph:
             i += 1
             cand = f"{name}_{i}"
+        self.suffix[name] = i
         return cand
 
     def add(self, layer: _Layer | None, name: str, op: str, inputs: list[str], attrs: dict[str, Any]) -> Node:
@@ -231,20 +245,20 @@ class _Builder:
         produced = set(self.blobs)
         for layer in active:
             produced.update(layer.msg.top)
-        unproduced: list[tuple[str, _Layer]] = []
+        unproduced: dict[str, _Layer] = {}  # first reader of each unproduced blob, in file order
         for layer in active:
             for b in layer.msg.bottom:
-                if b not in produced and b not in [u for u, _ in unproduced]:
-                    unproduced.append((b, layer))
+                if b not in produced:
+                    unproduced.setdefault(b, layer)
         declared = list(self.net.input)
         read = {b for layer in active for b in layer.msg.bottom}
         if len(declared) == 1 and len(unproduced) == 1 and declared[0] not in read:
-            blob, _ = unproduced[0]
+            blob = next(iter(unproduced))
             warnings.warn(f"{self.path}: input '{declared[0]}' is never read; binding it to the unproduced "
                           f"bottom '{blob}'", stacklevel=3)
             self.blobs[blob] = self.blobs[declared[0]]
         elif unproduced:
-            blob, layer = unproduced[0]
+            blob, layer = next(iter(unproduced.items()))
             known = ", ".join(sorted(produced)[:8])
             raise self.err(UnknownBlobError, f"bottom '{blob}' is produced by no layer (known blobs: {known}"
                            f"{', …' if len(produced) > 8 else ''})", layer)
@@ -261,25 +275,53 @@ class _Builder:
             raise MissingInputShapeError("the network declares no input; add input + input_dim, input_shape, "
                                          "or an Input layer", path=self.path, line=1)
         self.bind_quirk_input(active)
-        pending = list(active)
-        while pending:
-            progressed = False
-            rest = []
-            for layer in pending:
-                if all(b in self.blobs for b in layer.msg.bottom):
-                    self.layer(layer)
-                    progressed = True
-                else:
-                    rest.append(layer)
-            pending = rest
-            if pending and not progressed:
-                names = [layer.name for layer in pending]
-                raise self.err(GraphCycleError, f"layers wait on each other's tops (cycle among: "
-                               f"{', '.join(names[:6])}{', …' if len(names) > 6 else ''})", pending[0])
+        self.order(active)
         used = {s for n in self.graph for s in n.inputs}
         outs = [n.name for n in self.graph if n.name not in used and n.op != "input"]
         self.graph.outputs = outs or [n.name for n in self.graph][-1:]
         return self.graph
+
+    def order(self, active: list[_Layer]) -> None:
+        """Build ``active`` layers as their bottoms become available, in O(n log n) (Kahn's algorithm).
+
+        The order is that of sweeping the file top to bottom again and again, building each
+        layer whose bottoms exist: a layer made ready by the one at position ``pos`` is built in
+        the same sweep if it comes later in the file, else in the next (this decides which
+        producer an in-place blob refers to when layers are listed out of order).
+        """
+        waiting, missing = self.dependencies(active)
+        ready = [(0, pos) for pos, n in enumerate(missing) if not n]  # (sweep, position): a heap, sorted
+        done = [False] * len(active)
+        while ready:
+            sweep, pos = heapq.heappop(ready)
+            self.steps += 1
+            self.layer(active[pos])
+            done[pos] = True
+            for blob in active[pos].msg.top:
+                for other in waiting.pop(blob, []) if blob in self.blobs else []:
+                    self.steps += 1
+                    missing[other] -= 1
+                    if not missing[other]:
+                        heapq.heappush(ready, (sweep if other > pos else sweep + 1, other))
+        self.raise_cycle([layer for pos, layer in enumerate(active) if not done[pos]])
+
+    def dependencies(self, active: list[_Layer]) -> tuple[dict[str, list[int]], list[int]]:
+        """For each blob not yet available, the layers that read it; for each layer, how many it misses."""
+        waiting: dict[str, list[int]] = {}
+        missing = [0] * len(active)
+        have = set(self.blobs)
+        for pos, layer in enumerate(active):
+            for blob in set(layer.msg.bottom) - have:
+                waiting.setdefault(blob, []).append(pos)
+                missing[pos] += 1
+        return waiting, missing
+
+    def raise_cycle(self, pending: list[_Layer]) -> None:
+        """Name the layers that never got their bottoms (they wait on each other's tops)."""
+        if pending:
+            names = [layer.name for layer in pending]
+            raise self.err(GraphCycleError, f"layers wait on each other's tops (cycle among: "
+                           f"{', '.join(names[:6])}{', …' if len(names) > 6 else ''})", pending[0])
 
     @staticmethod
     def in_test_phase(msg: Any) -> bool:
@@ -344,9 +386,42 @@ def _conv(b: _Builder, layer: _Layer, inputs: list[str], deconv: bool = False) -
                          f"{attrs['out_channels']} output channels")
     if min(attrs["stride"]) <= 0 or min(kernel) <= 0 or min(attrs["dilation"]) <= 0:
         raise ValueError("kernel_size, stride and dilation must be positive")
+    (_check_deconv_stride if deconv else _check_conv_pad)(attrs)
     if deconv:
         attrs["output_padding"] = (0, 0)
     return b.add(layer, layer.name, "deconv" if deconv else "conv", inputs, attrs).name
+
+
+def _extent(attrs: dict[str, Any]) -> list[int]:
+    """Rows and columns a dilated kernel spans (what pad and deconvolution stride are measured against)."""
+    return [d * (k - 1) + 1 for k, d in zip(attrs["kernel_size"], attrs["dilation"])]
+
+
+def _check_conv_pad(attrs: dict[str, Any]) -> None:
+    """A convolution's pad must be smaller than its dilated kernel: else border outputs see only padding."""
+    if any(p >= e for p, e in zip(attrs["padding"], _extent(attrs))):
+        raise ValueError(f"pad {list(attrs['padding'])} must be smaller than the (dilated) kernel extent "
+                         f"{_extent(attrs)}: border outputs would see only padding")
+
+
+def _check_deconv_stride(attrs: dict[str, Any]) -> None:
+    """A deconvolution's stride must not exceed its dilated kernel: else outputs between kernel footprints
+    get nothing (and PyTorch's CPU kernel takes time quadratic in the stride)."""
+    if any(s > e for s, e in zip(attrs["stride"], _extent(attrs))):
+        raise ValueError(f"stride {list(attrs['stride'])} must not exceed the (dilated) kernel extent "
+                         f"{_extent(attrs)}: outputs between kernel footprints would get nothing")
+
+
+def _check_batch_norm(eps: float, momentum: float, shape: tuple[int, ...], track: bool) -> None:
+    """``eps`` positive and finite, momentum in [0, 1]; without running stats every channel needs 2+ values."""
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"batch_norm_param.eps must be positive and finite, got {eps}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"BatchNorm momentum (1 - moving_average_fraction in stock Caffe) must be in [0, 1], "
+                         f"got {momentum}")
+    if not track and math.prod(shape) // shape[1] < 2:
+        raise ValueError(f"BatchNorm without running stats (track_running_stats: false) normalises over batch "
+                         f"statistics and needs more than 1 value per channel; bottom {list(shape)} has 1")
 
 
 def _batch_norm(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
@@ -363,6 +438,7 @@ def _batch_norm(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
         momentum = _f32(1.0 - _f32(p.moving_average_fraction))
         affine = False  # stock Caffe: the affine part is a following Scale layer (folded below)
         track = True
+    _check_batch_norm(_f32(p.eps), momentum, shape, track)
     attrs = {"num_features": shape[1], "eps": _f32(p.eps), "momentum": momentum, "affine": affine,
              "track_running_stats": track, "dims": 2 if len(shape) == 4 else 1}
     node = b.add(layer, layer.name, "batch_norm", inputs, attrs)
@@ -377,6 +453,9 @@ def _scale(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
         raise ValueError("Scale with a second bottom (learned scale blob) is not supported")
     if p.axis != 1 or p.num_axes != 1:
         raise ValueError("Scale is supported over the channel axis only (axis: 1, num_axes: 1)")
+    if len(b.shape_of(inputs[0])) < 2:
+        raise ValueError(f"Scale needs a bottom with a channel axis (2-D or more), got "
+                         f"{list(b.shape_of(inputs[0]))}")
     src = b.graph[inputs[0]]
     if (src.name in b.caffe_bn and not src.attrs["affine"] and p.bias_term
             and b.consumers.get(src.name, 0) == 0):
@@ -388,7 +467,7 @@ def _scale(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
 
 
 def _relu(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
-    slope = _f32(layer.msg.relu_param.negative_slope)
+    slope = _finite(layer.msg.relu_param.negative_slope, "relu_param.negative_slope")
     if slope:
         return b.add(layer, layer.name, "leaky_relu", inputs, {"negative_slope": slope}).name
     return b.add(layer, layer.name, "relu", inputs, {}).name
@@ -443,7 +522,7 @@ def _eltwise(b: _Builder, layer: _Layer, inputs: list[str]) -> str:
             raise ValueError("Eltwise coeff is only allowed with operation: SUM")
         if len(p.coeff) != len(inputs):
             raise ValueError(f"Eltwise has {len(p.coeff)} coeffs for {len(inputs)} bottoms")
-        coeffs = tuple(_f32(c) for c in p.coeff)
+        coeffs = tuple(_finite(c, "eltwise_param.coeff") for c in p.coeff)
         if any(c != 1.0 for c in coeffs):
             attrs["coeffs"] = coeffs
     return b.add(layer, layer.name, op, inputs, attrs).name

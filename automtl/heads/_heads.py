@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automtl.checks import check_int, check_ints, check_number
 from automtl.errors import ConfigError
 from automtl.registry import HEADS, build
 
@@ -31,9 +32,8 @@ class DenseHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, *, out_size: Size = None) -> None:
         super().__init__()
-        if in_channels < 1 or num_classes < 1:
-            raise ConfigError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}",
-                              key="in_channels")
+        check_int(in_channels, "in_channels", lo=1)
+        check_int(num_classes, "num_classes", lo=1)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.out_size = _size(out_size)
@@ -69,8 +69,9 @@ class ASPPHead(DenseHead):
     def __init__(self, in_channels: int, num_classes: int, *, dilations: Sequence[int] = (6, 12, 18, 24),
                  mid_channels: int = 256, dropout: float = 0.5, out_size: Size = None) -> None:
         super().__init__(in_channels, num_classes, out_size=out_size)
-        if not dilations:
-            raise ConfigError("at least one dilation is required", key="dilations")
+        check_ints(dilations, "dilations", lo=1)
+        check_int(mid_channels, "mid_channels", lo=1)
+        check_number(dropout, "dropout", lo=0)
         self.branches = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(in_channels, mid_channels, 3, padding=int(r), dilation=int(r)),
@@ -93,6 +94,9 @@ class ASPPv3Head(DenseHead):
     def __init__(self, in_channels: int, num_classes: int, *, dilations: Sequence[int] = (6, 12, 18),
                  mid_channels: int = 256, dropout: float = 0.1, out_size: Size = None) -> None:
         super().__init__(in_channels, num_classes, out_size=out_size)
+        check_ints(dilations, "dilations", lo=1)
+        check_int(mid_channels, "mid_channels", lo=1)
+        check_number(dropout, "dropout", lo=0)
 
         def cbr(k: int, d: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(in_channels, mid_channels, k, padding=d if k == 3 else 0,
@@ -120,6 +124,8 @@ class ConvHead(DenseHead):
     def __init__(self, in_channels: int, num_classes: int, *, mid_channels: int = 64, num_convs: int = 1,
                  out_size: Size = None) -> None:
         super().__init__(in_channels, num_classes, out_size=out_size)
+        check_int(mid_channels, "mid_channels", lo=1)
+        check_int(num_convs, "num_convs", lo=0)
         layers: list[nn.Module] = []
         c = in_channels
         for _ in range(int(num_convs)):

@@ -14,12 +14,14 @@ A config holds::
     work_dir = "..."    # optional; default: work_dirs/<config stem>
     tensorboard = True  # optional; per-trial scalars in <work_dir>/tb
 
-Unknown top-level keys and unknown or badly typed ``search`` settings are
-:class:`~automtl.errors.ConfigError` naming the dotted key.
+Unknown top-level keys, badly typed top-level values (checked even where the command line
+overrides them) and unknown or badly typed ``search`` settings are
+:class:`~automtl.errors.ConfigError` naming the dotted key; so is a ``work_dir`` that is a file.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,15 +31,19 @@ from automtl.errors import ConfigError
 from automtl.registry import EVALUATORS, SPACES, build
 from automtl.search.fitness import build_fitness
 from automtl.search.runner import EvolutionSearch
-from automtl.search.settings import EvolutionSettings
-from automtl.search.tracking import attach_log
+from automtl.search.settings import EvolutionSettings, check_seed
+from automtl.search.tracking import LOG, attach_log, detach_log
 
-__all__ = ["REQUIRED", "TOP_LEVEL", "SearchJob", "build_job"]
+__all__ = ["REQUIRED", "TOP_LEVEL", "SearchJob", "build_job", "check_job", "make_work_dir",
+           "work_dir_of"]
 
 #: the top-level keys of a search config (plus automtl.config.COMMON_KEYS)
 TOP_LEVEL = ("space", "evaluator", "fitness", "search", "storage", "study", "seed", "work_dir",
              "tensorboard")
 REQUIRED = ("space", "evaluator", "search")
+#: the kinds of the optional top-level values (None always allowed)
+OPTIONS: dict[str, tuple[type, ...]] = {"seed": (int,), "work_dir": (str,), "study": (str,),
+                                        "storage": (str,), "tensorboard": (bool,)}
 
 
 @dataclass
@@ -60,29 +66,94 @@ def _option(cfg: Mapping[str, Any], key: str, kinds: tuple[type, ...], path: str
     return value
 
 
+def _options(cfg: Mapping[str, Any], path: str | None) -> dict[str, Any]:
+    """Every optional top-level value, type-checked (even where the command line overrides it)."""
+    return {key: _option(cfg, key, kinds, path) for key, kinds in OPTIONS.items()}
+
+
+def check_job(cfg: Mapping[str, Any], *, config_path: str | None = None
+              ) -> tuple[EvolutionSettings, dict[str, Any]]:
+    """The cheap checks of a search config, before anything is built or created: top-level
+    keys, the ``search`` settings and the optional top-level values (returned)."""
+    cfg = plain(cfg)
+    check_top_level(cfg, TOP_LEVEL, path=config_path, required=REQUIRED)
+    settings = EvolutionSettings.parse(cfg["search"], path=config_path)
+    opts = _options(cfg, config_path)
+    check_seed(opts["seed"], path=config_path)
+    return settings, opts
+
+
+def work_dir_of(cfg: Mapping[str, Any], *, config_path: str | None = None,
+                work_dir: str | None = None) -> Path:
+    """The work dir of a search config: ``work_dir`` (the command line), else the config's,
+    else ``work_dirs/<config stem>``."""
+    stem = Path(config_path).stem if config_path else "search"
+    return Path(work_dir or _option(plain(cfg), "work_dir", (str,), config_path)
+                or f"work_dirs/{stem}")
+
+
+def make_work_dir(work: Path, *, path: str | None = None) -> Path:
+    """Create ``work`` (and its parents); :class:`ConfigError` at ``work_dir`` naming it when it
+    is a file or cannot be created."""
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"work dir {work} exists and is not a folder", key="work_dir",
+                          path=path)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:  # a parent that is a file, no permission, a NUL byte
+        raise ConfigError(f"cannot create work dir {work}: {exc}", key="work_dir",
+                          path=path) from None
+    return work
+
+
+@contextmanager
+def _naming_file(path: str | None) -> Iterator[None]:
+    """Add the config file ``path`` to a :class:`ConfigError` raised inside that names none
+    (the registry's builders know the dotted key, not the file)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.path is None:
+            exc.path = path
+        raise
+
+
+@contextmanager
+def _log_while_building(work: Path) -> Iterator[None]:
+    """Send the search log to ``work``; take a handler attached here off again if building
+    fails (a successful build hands it to the search, whose ``close`` detaches it)."""
+    before = list(LOG.handlers)
+    handler = attach_log(work)
+    try:
+        yield
+    except BaseException:
+        if handler not in before:
+            detach_log(handler)
+        raise
+
+
 def build_job(cfg: Mapping[str, Any], *, config_path: str | None = None,
               storage: str | None = None, study: str | None = None, resume: bool = False,
               seed: int | None = None, work_dir: str | None = None, progress: bool = True,
               tensorboard: bool | None = None) -> SearchJob:
-    """Build the search a config describes; command-line values override the config's."""
+    """Build the search a config describes; command-line values override the config's (whose
+    own values are checked all the same)."""
     cfg = plain(cfg)
-    check_top_level(cfg, TOP_LEVEL, path=config_path, required=REQUIRED)
-    stem = Path(config_path).stem if config_path else "search"
-    settings = EvolutionSettings.parse(cfg["search"], path=config_path)
-    seed = seed if seed is not None else _option(cfg, "seed", (int,), config_path)
-    work = Path(work_dir or _option(cfg, "work_dir", (str,), config_path) or f"work_dirs/{stem}")
-    study_name = study or _option(cfg, "study", (str,), config_path) or stem
-    storage = storage if storage is not None else _option(cfg, "storage", (str,), config_path)
-    if tensorboard is None:
-        board = _option(cfg, "tensorboard", (bool,), config_path)
-        tensorboard = True if board is None else board
-    space = build(SPACES, cfg["space"], key="space")
-    work.mkdir(parents=True, exist_ok=True)
-    attach_log(work)  # supernet training inside the evaluator builder logs there too
-    evaluator = build(EVALUATORS, cfg["evaluator"], space, key="evaluator", work_dir=work,
-                      seed=seed)
-    fitness = build_fitness(cfg.get("fitness"))
-    search = EvolutionSearch(space, evaluator, settings, fitness=fitness, storage=storage,
-                             study_name=study_name, resume=resume, work_dir=work, seed=seed,
-                             progress=progress, tensorboard=tensorboard)
+    settings, opts = check_job(cfg, config_path=config_path)
+    seed = check_seed(seed if seed is not None else opts["seed"], path=config_path)
+    study_name = study or opts["study"] or (Path(config_path).stem if config_path else "search")
+    storage = storage if storage is not None else opts["storage"]
+    tensorboard = tensorboard if tensorboard is not None else opts["tensorboard"] is not False
+    with _naming_file(config_path):
+        space = build(SPACES, cfg["space"], key="space")
+    work = make_work_dir(work_dir_of(cfg, config_path=config_path, work_dir=work_dir),
+                         path=config_path)
+    with _log_while_building(work), _naming_file(config_path):
+        # supernet training inside the evaluator builder logs to the work dir too
+        evaluator = build(EVALUATORS, cfg["evaluator"], space, key="evaluator", work_dir=work,
+                          seed=seed)
+        fitness = build_fitness(cfg.get("fitness"))
+        search = EvolutionSearch(space, evaluator, settings, fitness=fitness, storage=storage,
+                                 study_name=study_name, resume=resume, work_dir=work, seed=seed,
+                                 progress=progress, tensorboard=tensorboard)
     return SearchJob(search, work, study_name, seed)

@@ -7,6 +7,7 @@ in :data:`automtl.registry.EVALUATORS` (``toy``, ``supernet``) and built from a 
 """
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -16,6 +17,14 @@ from automtl.errors import ConfigError
 from automtl.registry import EVALUATORS, check_keys
 from automtl.spaces.base import Candidate, SearchSpace
 from automtl.spaces.toy import LayeredToySpace
+
+
+def _seconds(value: Any, *, key: str) -> float:
+    """``value`` as a finite number of seconds >= 0, or :class:`ConfigError` at ``key``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:
+        raise ConfigError("must be a finite number of seconds >= 0", key=key, value=value)
+    return float(value)
 
 
 class Evaluator(ABC):
@@ -45,7 +54,7 @@ class ToyEvaluator(Evaluator):
                               key="evaluator.type")
         self.space = space
         self.tasks = space.tasks
-        self.delay = float(delay)
+        self.delay = _seconds(delay, key="delay")
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
         """Exact scores, after the optional delay."""

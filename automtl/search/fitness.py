@@ -16,6 +16,39 @@ from automtl.registry import FITNESS, build
 from automtl.search.evaluators import Evaluator
 
 
+def _number_map(value: Any, *, key: str) -> dict[str, float]:
+    """``value`` as a non-empty ``{task: finite number}``, or :class:`ConfigError` at ``key``."""
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError("must be a non-empty dict of task: number", key=key, value=value)
+    out = {}
+    for task, v in value.items():
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not isinstance(task, str) or not ok:
+            raise ConfigError("must be a finite number", key=f"{key}.{task}", value=v)
+        out[task] = float(v)
+    return out
+
+
+def _flag_map(value: Any, *, key: str) -> dict[str, bool]:
+    """``value`` (None: empty) as ``{task: True/False}``, or :class:`ConfigError` at ``key``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("must be a dict of task: True/False", key=key, value=value)
+    for task, v in value.items():
+        if not isinstance(task, str) or not isinstance(v, bool):
+            raise ConfigError("must be True or False", key=f"{key}.{task}", value=v)
+    return dict(value)
+
+
+def _check_tasks(named: Mapping[str, Any], evaluator: Evaluator, *, key: str) -> None:
+    """:class:`ConfigError` at ``key.<task>`` for a task the evaluator does not report."""
+    unknown = sorted(set(named) - set(evaluator.tasks)) if evaluator.tasks else []
+    if unknown:
+        raise ConfigError(f"task '{unknown[0]}' is not one the evaluator reports "
+                          f"({list(evaluator.tasks)})", key=f"{key}.{unknown[0]}")
+
+
 class Fitness(ABC):
     """Combines per-task scores into the single number the evolution maximises."""
 
@@ -36,8 +69,8 @@ class WeightedSum(Fitness):
 
     def __init__(self, weights: Mapping[str, float] | None = None, *,
                  higher_is_better: Mapping[str, bool] | None = None) -> None:
-        self.weights = None if weights is None else {k: float(v) for k, v in weights.items()}
-        self.higher_is_better = dict(higher_is_better or {})
+        self.weights = None if weights is None else _number_map(weights, key="weights")
+        self.higher_is_better = _flag_map(higher_is_better, key="higher_is_better")
 
     def __call__(self, scores: Mapping[str, float]) -> float:
         total = 0.0
@@ -55,6 +88,7 @@ class WeightedSum(Fitness):
                 "higher_is_better": self.higher_is_better}
 
     def bind(self, evaluator: Evaluator) -> None:
+        _check_tasks(self.weights or {}, evaluator, key="fitness.weights")
         for t in evaluator.tasks:
             self.higher_is_better.setdefault(t, evaluator.direction(t))
 
@@ -70,14 +104,12 @@ class DeltaM(Fitness):
 
     def __init__(self, baselines: Mapping[str, float], *,
                  lower_is_better: Mapping[str, bool] | None = None) -> None:
-        if not baselines:
-            raise ConfigError("delta_m needs a baseline score per task", key="fitness.baselines")
-        for t, b in baselines.items():
-            if not b or not math.isfinite(float(b)):
-                raise ConfigError(f"baseline of '{t}' must be a non-zero number, got {b!r}",
-                                  key=f"fitness.baselines.{t}")
-        self.baselines = {k: float(v) for k, v in baselines.items()}
-        self.lower_is_better = dict(lower_is_better or {})
+        self.baselines = _number_map(baselines, key="baselines")
+        zero = [t for t, b in self.baselines.items() if b == 0]
+        if zero:
+            raise ConfigError("a baseline must be non-zero", key=f"baselines.{zero[0]}",
+                              value=baselines[zero[0]])
+        self.lower_is_better = _flag_map(lower_is_better, key="lower_is_better")
 
     def __call__(self, scores: Mapping[str, float]) -> float:
         terms = []
@@ -94,6 +126,7 @@ class DeltaM(Fitness):
                 "lower_is_better": self.lower_is_better}
 
     def bind(self, evaluator: Evaluator) -> None:
+        _check_tasks(self.baselines, evaluator, key="fitness.baselines")
         for t in evaluator.tasks:
             self.lower_is_better.setdefault(t, not evaluator.direction(t))
 

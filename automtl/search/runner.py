@@ -38,7 +38,7 @@ from automtl.search.evaluators import Evaluator
 from automtl.search.fitness import Fitness, t_score
 from automtl.search.result import SearchResult, build_result
 from automtl.search.samplers import EvolutionSampler, ParetoEvolutionSampler, RandomCandidateSampler
-from automtl.search.settings import EvolutionSettings, check_budget
+from automtl.search.settings import EvolutionSettings, check_budget, check_seed
 from automtl.search.storage import default_storage_url, finish_trial, open_storage
 from automtl.search.study import StudyIdentity, fail_orphans, open_study
 from automtl.search.tracking import LOG, Progress, TrialBoard, attach_log, detach_log
@@ -84,7 +84,7 @@ class EvolutionSearch:
         self.fitness.bind(evaluator)
         self.budget = check_budget(space, self.settings.budget)
         self.tasks = tuple(evaluator.tasks or space.tasks)
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self.progress = progress
         self.sampler = SAMPLERS[self.settings.mode](space, self.settings, seed=seed)

@@ -23,16 +23,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from automtl.errors import SearchError
+from automtl.errors import ConfigError, SearchError
 
 if TYPE_CHECKING:
     from automtl.spaces.base import SearchSpace
 
-__all__ = ["MODES", "EvolutionSettings", "check_budget"]
+__all__ = ["MODES", "SEED_LIMIT", "EvolutionSettings", "check_budget", "check_seed"]
 
 #: how candidates are proposed: AutoFormer evolution, NSGA-II (one objective per task plus
 #: the parameter count), or in-budget random search (the baseline)
 MODES = ("evolution", "pareto", "random")
+
+#: seeds are 0 <= seed < SEED_LIMIT (optuna's samplers seed numpy with them)
+SEED_LIMIT = 2**32
 
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 PosInt = Annotated[int, Field(strict=True, ge=1)]
@@ -131,3 +134,14 @@ def check_budget(space: SearchSpace, budget: Any) -> tuple[int, int]:
             f"no architecture of space '{space.name}' has {lo:,}..{hi:,} parameters: the "
             f"smallest has {small:,} and the largest {large:,}")
     return lo, hi
+
+
+def check_seed(seed: Any, *, path: str | None = None) -> int | None:
+    """``seed`` if it is None or an int in ``0..2**32-1`` (what optuna's samplers take), else
+    :class:`ConfigError` at ``seed``."""
+    bad = seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                or not 0 <= seed < SEED_LIMIT)
+    if bad:
+        raise ConfigError(f"must be None or an integer in 0..{SEED_LIMIT - 1}", key="seed",
+                          path=path, value=seed)
+    return seed

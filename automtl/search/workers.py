@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from automtl.errors import AutoMTLError, SearchError
+from automtl.search.settings import SEED_LIMIT
 
 __all__ = ["WorkerSpec", "Workers", "die_with_parent", "shareable_storage", "work"]
 
@@ -82,6 +83,11 @@ def work(spec: WorkerSpec) -> None:
         sys.exit(1)
 
 
+def _helper_seed(seed: int | None, i: int) -> int | None:
+    """The seed of helper ``i``: ``seed + SEED_STRIDE * i``, kept below ``SEED_LIMIT``."""
+    return None if seed is None else (seed + SEED_STRIDE * i) % SEED_LIMIT
+
+
 def shareable_storage(url: str | None) -> str:
     """``url`` when other processes can open it, else :class:`SearchError` (helpers need it)."""
     if url is None or url in ("memory", ":memory:"):
@@ -107,7 +113,7 @@ class Workers:
         url = shareable_storage(storage) if n > 0 else str(storage)
         parent = os.getpid()
         return cls([WorkerSpec(str(config), dict(cfg_options), study, url, str(work_dir),
-                               None if seed is None else seed + SEED_STRIDE * i, parent)
+                               _helper_seed(seed, i), parent)
                     for i in range(1, n + 1)])
 
     def _started(self) -> list[multiprocessing.process.BaseProcess]:

@@ -21,11 +21,56 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automtl.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 Candidate = dict[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    """Whether ``value`` is an int (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _nonempty_sequence(values: Any, *, key: str) -> list[Any]:
+    """``values`` as a list, :class:`ConfigError` at ``key`` unless a non-empty list or tuple."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError("must be a non-empty list or tuple", key=key, value=values)
+    return list(values)
+
+
+def check_int_choices(values: Any, *, key: str, minimum: int = 1,
+                      maximum: int | None = None) -> tuple[int, ...]:
+    """``values`` as sorted distinct ints in ``[minimum, maximum]`` (a space constructor's gene
+    choices), or :class:`ConfigError` at ``key`` naming the first bad one."""
+    items = _nonempty_sequence(values, key=key)
+    for v in items:
+        if not _is_int(v) or v < minimum or (maximum is not None and v > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+            raise ConfigError(f"every choice must be an integer {bound}", key=key, value=v)
+    return tuple(sorted(set(items)))
+
+
+def check_names(values: Any, *, key: str) -> tuple[str, ...]:
+    """``values`` as a tuple of distinct non-empty strings (e.g. task names), or
+    :class:`ConfigError` at ``key``."""
+    items = _nonempty_sequence(values, key=key)
+    for v in items:
+        if not isinstance(v, str) or not v:
+            raise ConfigError("every name must be a non-empty string", key=key, value=v)
+    if len(set(items)) != len(items):
+        raise ConfigError("names must be distinct", key=key, value=values)
+    return tuple(items)
+
+
+def check_int(value: Any, *, key: str) -> int:
+    """``value`` if it is an int (not a bool), else :class:`ConfigError` at ``key``."""
+    if not _is_int(value):
+        raise ConfigError("must be an integer", key=key, value=value)
+    return int(value)
 
 
 class SearchSpace(ABC):

@@ -21,9 +21,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from automtl.errors import ArchError
-from automtl.spaces.base import Candidate, SearchSpace
+from automtl.spaces.base import Candidate, SearchSpace, check_int, check_int_choices, check_names
 
 SHARE, SPECIALIZE = "share", "specialize"
+#: the deepest depth choice (every layer of the deepest candidate has its genes)
+MAX_DEPTH = 256
 
 
 class LayeredToySpace(SearchSpace):
@@ -34,6 +36,8 @@ class LayeredToySpace(SearchSpace):
     ``10·E + 10`` per task. A task's score is
     ``Σ_l a[t,l] · log2(1 + E·r/16) · (1 + λ[t,l]·specialized)`` with ``a``, ``λ`` drawn once from
     ``seed``: bigger, deeper and more specialised is better, so the optimum sits on the budget.
+    ``depths`` (1..``MAX_DEPTH``), ``embeds`` and ``ratios`` are positive ints and ``tasks``
+    distinct names; anything else is a :class:`~automtl.errors.ConfigError` naming the argument.
     """
 
     name = "toy_layered"
@@ -41,13 +45,11 @@ class LayeredToySpace(SearchSpace):
     def __init__(self, *, tasks: Sequence[str] = ("cls", "seg"), depths: Sequence[int] = (2, 3, 4),
                  embeds: Sequence[int] = (16, 24, 32), ratios: Sequence[int] = (2, 3, 4),
                  seed: int = 0) -> None:
-        if not tasks or not depths or not embeds or not ratios:
-            raise ArchError("tasks, depths, embeds and ratios must be non-empty")
-        self.tasks = tuple(tasks)
-        self.depths = tuple(sorted(depths))
-        self.embeds = tuple(sorted(embeds))
-        self.ratios = tuple(sorted(ratios))
-        self.seed = seed
+        self.tasks = check_names(tasks, key="tasks")
+        self.depths = check_int_choices(depths, key="depths", maximum=MAX_DEPTH)
+        self.embeds = check_int_choices(embeds, key="embeds")
+        self.ratios = check_int_choices(ratios, key="ratios")
+        self.seed = check_int(seed, key="seed")
         rng = random.Random(seed)
         dmax = self.depths[-1]
         self._a = {(t, i): rng.uniform(0.5, 1.5) for t in self.tasks for i in range(dmax)}

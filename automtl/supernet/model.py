@@ -13,6 +13,7 @@ from torch import nn
 
 from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTaskError
 from automtl.graph.ir import Graph
+from automtl.graph.limits import check_model_size
 from automtl.graph.module import GraphModule, module_key
 from automtl.supernet._plan import Program, build_program, inplace_relu_steps, run_program
 from automtl.supernet._spec import BackboneSpec, UnitKey, analyse
@@ -103,6 +104,7 @@ class MTLModel(nn.Module):
         self.tasks: list[str] = tasks
         self.bn_per_task = bn_per_task
         self.spec: BackboneSpec = analyse(graph, bn_per_task=bn_per_task)
+        check_model_size(graph, param_copies=1 + len(tasks))  # shared weights + one copy per task
         gm = GraphModule(graph)
         if source is not None:
             gm.load_from(source)

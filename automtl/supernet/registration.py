@@ -41,6 +41,8 @@ def build_mtl_model(tasks: Sequence[str], *, backbone: Any,
         probe = MTLModel(net, {tasks[0]: nn.Identity()}, input_shape=shape).eval()
         with torch.no_grad():
             in_channels = int(probe(torch.zeros(shape), stage="common").shape[1])
+    if head is not None and not isinstance(head, Mapping):
+        raise ConfigError("must be a dict with a 'type'", key="model.head", value=head)
     spec = dict(head or {"type": "ConvHead"})
     head_type = spec.pop("type", "ConvHead")
     heads = build_task_heads(list(tasks), in_channels, head=head_type, num_classes=num_classes,

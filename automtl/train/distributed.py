@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from automtl.workdir import lock_work_dir
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,20 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world > 1
+
+
+def env_rank() -> int:
+    """This process's rank as ``torchrun`` sets it (``RANK``; 0 outside ``torchrun``), known
+    before any process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def lock_main_work_dir(path: str | os.PathLike[str], *, purpose: str) -> AbstractContextManager[Any]:
+    """The work-dir lock (:func:`automtl.workdir.lock_work_dir`) on rank 0, the one process that
+    writes; a no-op context on the other ranks, which never contend for it."""
+    if env_rank() != 0:
+        return nullcontext()
+    return lock_work_dir(Path(path), purpose=purpose)
 
 
 def init_distributed(device: torch.device | None = None) -> tuple[DistInfo, torch.device]:

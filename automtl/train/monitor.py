@@ -10,6 +10,26 @@ from typing import Any
 from automtl.io import atomic_write_text
 
 
+class RunCurves:
+    """The curves one run (a phase) logged to a monitor, tags ``<run>/…``: a checkpoint part, so
+    a resumed run goes on from the points of its checkpoint (none lost, none repeated)."""
+
+    def __init__(self, monitor: RunMonitor, run: str) -> None:
+        self.monitor = monitor
+        self.prefix = f"{run}/"
+
+    def state_dict(self) -> dict[str, list[list[float]]]:
+        """The run's points, ``{tag: [[step, value], …]}``."""
+        return {t: [list(p) for p in s] for t, s in self.monitor.history.items() if t.startswith(self.prefix)}
+
+    def load_state_dict(self, state: dict[str, list[list[float]]]) -> None:
+        """Replace the run's points by ``state`` (``{}``: the run starts a fresh curve)."""
+        history = self.monitor.history
+        for tag in [t for t in history if t.startswith(self.prefix)]:
+            del history[tag]
+        history.update({t: [[int(step), float(v)] for step, v in s] for t, s in state.items()})
+
+
 class RunMonitor:
     """Writes ``train.log``, tensorboard events under ``tb/`` and ``history.json`` in ``work_dir``.
 
@@ -58,6 +78,10 @@ class RunMonitor:
 
                 self._writer = SummaryWriter(str(self._tb_dir))
             self._writer.add_scalar(tag, float(value), step)
+
+    def curves(self, run: str) -> RunCurves:
+        """The curves of ``run`` as a checkpoint part (see :class:`RunCurves`)."""
+        return RunCurves(self, run)
 
     def flush(self) -> None:
         """Write the history file and flush tensorboard."""

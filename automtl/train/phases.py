@@ -89,11 +89,14 @@ class PhaseLoop:
         """
         self.host.tau = state.tau
         if resume and checkpoint.exists():
-            checkpoint.restore(state)
+            checkpoint.restore(state)  # its curves too: history.json goes on from the checkpoint
             self.host.tau = state.tau
             self.monitor.log(f"{state.run}: resumed from {checkpoint.path} at iteration {state.step}/{state.steps}")
+        elif state.curves is not None:
+            state.curves.load_state_dict({})  # a fresh start drops the points of an earlier attempt
         if state.complete and final.is_file():
             self.host.load_weights(final)
+            self.monitor.flush()
             return final
         self.monitor.log(f"{state.run}: iterations {state.step}->{state.steps}, lr {lr}, tasks {self.tasks}, "
                          f"world {self.world}")
@@ -102,7 +105,7 @@ class PhaseLoop:
         state.complete = True
         if self.is_main:
             self.host.save_weights(final)
-        checkpoint.save(state)
+        self._checkpoint(state, checkpoint)
         self.monitor.log(f"{state.run}: done, weights in {final}")
         return final
 
@@ -129,10 +132,16 @@ class PhaseLoop:
                 if c.val_iters and eval_stage is not None and state.step % c.val_iters == 0:
                     self._log_validation(state, eval_stage, gstep)
                 if c.checkpoint_iters and state.step % c.checkpoint_iters == 0 and state.step < state.steps:
-                    checkpoint.save(state)
+                    self._checkpoint(state, checkpoint)
         finally:
             bar.close()
             self.monitor.flush()
+
+    def _checkpoint(self, state: PhaseState, checkpoint: Checkpointer) -> None:
+        """Write the checkpoint, then ``history.json`` with the same points (a kill between the two
+        loses nothing: a resume takes the curves from the checkpoint)."""
+        checkpoint.save(state)
+        self.monitor.flush()
 
     def _log_validation(self, state: PhaseState, stage: str, gstep: int) -> None:
         res = self.host.validate(stage, hard=True, iteration=state.step)

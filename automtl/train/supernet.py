@@ -10,6 +10,7 @@ same weights as an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -20,7 +21,10 @@ import torch
 from torch import nn
 
 from automtl.errors import ConfigError, TrainingError
+from automtl.io import atomic_write_text
 from automtl.spaces.base import Candidate, SupernetSpace
+from automtl.train.distributed import env_rank
+from automtl.train.fingerprint import Fingerprint
 from automtl.train.resume import Checkpointer, RandomState, TrainingState
 from automtl.train.streams import resumable_stream
 
@@ -43,12 +47,16 @@ def train_supernet(net: nn.Module, space: SupernetSpace, train_loaders: Mapping[
                    n_random: int = 2, criteria: Mapping[str, nn.Module] | None = None,
                    seed: int = 0, device: str | torch.device | None = None,
                    checkpoint: str | os.PathLike[str] | None = None,
-                   checkpoint_every: int = 100) -> list[float]:
+                   checkpoint_every: int = 100, fingerprint: Fingerprint | None = None,
+                   history_path: str | os.PathLike[str] | None = None) -> list[float]:
     """Train ``net`` for ``steps`` optimiser steps (AdamW); returns the mean loss per step.
 
     ``checkpoint``: a file to write every ``checkpoint_every`` steps and at the end; when it
-    exists at the start, training continues from it (a finished run returns at once).
-    Raises :class:`TrainingError` naming the step and task on a non-finite loss.
+    exists at the start, training continues from it (a finished run returns at once), unless
+    its ``fingerprint`` (the run's settings) differs: :class:`CheckpointError` naming the keys.
+    ``history_path``: a JSON file of the loss curve, rewritten after every checkpoint.
+    Under ``torchrun`` only rank 0 writes. Raises :class:`TrainingError` naming the step and
+    task on a non-finite loss.
     """
     if not isinstance(space, SupernetSpace):
         raise ConfigError(f"space '{space.name}' has no supernet to train", key="space.type")
@@ -69,8 +77,10 @@ def train_supernet(net: nn.Module, space: SupernetSpace, train_loaders: Mapping[
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     streams = {t: resumable_stream(train_loaders[t], seed=seed, name=t) for t in tasks}
     state = TrainingState(RUN, steps, net, optimizers={"network": opt}, schedulers={"network": sched},
-                          streams={"train": streams}, extras={"sampler": RandomState(rng)})
-    saver = Checkpointer(checkpoint) if checkpoint is not None else None
+                          streams={"train": streams}, extras={"sampler": RandomState(rng)},
+                          fingerprint=fingerprint)
+    is_main = env_rank() == 0
+    saver = Checkpointer(checkpoint, is_main=is_main) if checkpoint is not None else None
     if saver is not None and saver.exists():
         saver.restore(state)
         LOG.info("supernet training resumes at step %d/%d from %s", state.step, steps, checkpoint)
@@ -99,5 +109,7 @@ def train_supernet(net: nn.Module, space: SupernetSpace, train_loaders: Mapping[
         state.complete = state.step == steps
         if saver is not None and (state.complete or (checkpoint_every and state.step % checkpoint_every == 0)):
             saver.save(state)
+            if history_path is not None and is_main:
+                atomic_write_text(history_path, json.dumps(state.history))
     net.eval()
     return list(state.history)

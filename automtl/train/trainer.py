@@ -24,6 +24,7 @@ from automtl.io import atomic_save, safe_load
 from automtl.train.checkpoint import seed_everything
 from automtl.train.distributed import broadcast_module, init_distributed
 from automtl.train.evaluation import as_baseline
+from automtl.train.fingerprint import Fingerprint
 from automtl.train.monitor import RunMonitor
 from automtl.train.optim import adam, step_lr
 from automtl.train.phases import PHASES, Cadence, PhaseLoop, PhaseState
@@ -69,6 +70,8 @@ class Trainer:
         checkpoint_iters: write the phase checkpoint every this many iterations (0: only at the end).
         baseline: single-task baseline (``automtl.metrics.Baseline``, its JSON file, or
             ``{task: {metric: value}}``) for Δm in :meth:`validate`.
+        fingerprint: the run-defining settings (:class:`automtl.train.fingerprint.Fingerprint`)
+            every phase checkpoint carries; a resume with other settings is refused, naming them.
     """
 
     def __init__(self, model: nn.Module, train_loaders: Mapping[str, DataLoader],
@@ -78,7 +81,8 @@ class Trainer:
                  policy_loaders: Mapping[str, DataLoader] | None = None, policy_split: float = 0.5,
                  print_iters: int = 50, val_iters: int = 0, checkpoint_iters: int = 100,
                  baseline: str | os.PathLike | Mapping | None = None, progress: bool = True,
-                 tensorboard: bool = True, writer_path: str | os.PathLike | None = None) -> None:
+                 tensorboard: bool = True, writer_path: str | os.PathLike | None = None,
+                 fingerprint: Fingerprint | None = None) -> None:
         self.model = check_model(model)
         head_tasks = list(self.model.heads.keys())
         for task in criteria:
@@ -109,6 +113,7 @@ class Trainer:
         self.val_iters = val_iters
         self.checkpoint_iters = checkpoint_iters
         self.progress = progress
+        self.fingerprint = fingerprint
         self.work_dir = Path(work_dir)
         self.checkpoint_dir = self.work_dir / "checkpoints"
         self.baseline = as_baseline(baseline) if baseline is not None else None
@@ -271,7 +276,8 @@ class Trainer:
         return StepRunner(self.model, self.tasks, self.criteria, self.weighting, self.device, self.dist.world)
 
     def _phase(self, name: str, iters: int, tau: float = 5.0) -> PhaseState:
-        state = PhaseState(name, iters, self.model, values={"tau": float(tau)})
+        state = PhaseState(name, iters, self.model, values={"tau": float(tau)}, curves=self.monitor.curves(name),
+                           fingerprint=self.fingerprint.upto(name) if self.fingerprint is not None else None)
         if self.weighting is not None:
             state.extras["weighting"] = self.weighting
         return state

@@ -6,6 +6,7 @@ Architecture genes use the names of the released ViT-MVT subnet files (``depth.0
 """
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,6 +54,21 @@ def _check_choice(key: str, value: Any, choices: Sequence[Any], *, integer: bool
     ok = _is_int(value) if integer else _is_num(value)
     if not ok or value not in choices:
         raise ArchError(f"value {value!r} not in the choices {list(choices)}", key=key, value=value)
+
+
+def check_bounds(key: str, value: Any) -> None:
+    """Raise :class:`ArchError` if ``value`` is out of range for gene ``key`` in any space:
+    positive integers for depth, width and heads, positive finite ratios, sharing strings."""
+    if key in (DEPTH, EMBED) or key.startswith("num_heads."):
+        ok, wanted = _is_int(value) and value > 0, "a positive integer"
+    elif key.startswith("mlp_ratio."):
+        ok, wanted = _is_num(value) and math.isfinite(value) and value > 0, "a positive number"
+    elif key.startswith("share."):
+        ok, wanted = isinstance(value, str) and value in (SHARED, SPECIFIC), f"{SHARED!r} or {SPECIFIC!r}"
+    else:
+        return
+    if not ok:
+        raise ArchError(f"value {value!r} out of range: must be {wanted}", key=key, value=value)
 
 
 def check_key(key: Any, cfg: SpaceConfig, tasks: Sequence[str]) -> None:

@@ -181,3 +181,28 @@ layer {
   }
 }
 '''
+
+
+def split_layers(text: str) -> tuple[list[str], list[list[str]]]:
+    """A prototxt's header lines and its top-level ``layer`` blocks (lines each), to reorder them."""
+    from automtl.graph.prototxt import top_level_entries
+
+    lines = text.splitlines()
+    starts = sorted(set(top_level_entries(text).get("layer", [])))
+    if not starts:
+        return lines, []
+    bounds = [s - 1 for s in starts] + [len(lines)]
+    return lines[:bounds[0]], [lines[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def join_layers(header: list[str], blocks: list[list[str]]) -> str:
+    """The text of :func:`split_layers` parts, put back together."""
+    return "\n".join(header + [line for block in blocks for line in block]) + "\n"
+
+
+def relu_chain(n: int, reverse: bool = False) -> str:
+    """``n`` ReLU layers in a chain (``t0`` → ``t1`` → …), listed in order or reversed."""
+    head = 'name: "chain"\ninput: "data"\ninput_dim: 1\ninput_dim: 2\ninput_dim: 2\ninput_dim: 2\n'
+    layers = [f'layer {{ name: "l{i}" type: "ReLU" bottom: "{f"t{i - 1}" if i else "data"}" top: "t{i}" }}\n'
+              for i in range(n)]
+    return head + "".join(reversed(layers) if reverse else layers)

@@ -56,6 +56,7 @@ def test_cli_reports_a_bad_override_with_its_key(tmp_path, capsys):
                  "--no-progress", "--cfg-options", "search.population='20'"])
     err = capsys.readouterr().err
     assert code == 1 and "ConfigError" in err and "search.population" in err
+    assert not (tmp_path / "w").exists()  # a bad config creates (and locks) no work dir
 
 
 def test_settings_passed_whole_and_replaced(toy):
@@ -83,3 +84,58 @@ def test_search_settings_from_a_mapping_and_described(make_search, tmp_path):
     with pytest.raises(ConfigError, match="search.populaton"):
         EvolutionSearch(s.space, ToyEvaluator(s.space), dict(budget=(20_000, 40_000), populaton=3),
                         storage="memory", progress=False)
+
+
+@pytest.mark.parametrize("top,key,expected", [
+    ("seed = 'zero'", "seed", "must be int"),
+    ("seed = 1.5", "seed", "must be int"),
+    ("seed = True", "seed", "must be int"),
+    ("seed = -1", "seed", r"integer in 0\.\.4294967295"),
+    ("seed = 2**32", "seed", r"integer in 0\.\.4294967295"),
+    ("storage = 5", "storage", "must be str"),
+    ("storage = ['sqlite:///x.db']", "storage", "must be str"),
+    ("study = 3", "study", "must be str"),
+    ("work_dir = 7", "work_dir", "must be str"),
+    ("space = dict(type='toy_layered', depths=(-1, 2))", "space.depths", "integer in 1..256"),
+    ("space = dict(type='toy_layered', embeds=(16, -24))", "space.embeds", "integer >= 1"),
+    ("space = dict(type='toy_layered', ratios=(0,))", "space.ratios", "integer >= 1"),
+    ("evaluator = dict(type='toy', delay=-1)", "evaluator.delay", "seconds >= 0"),
+    ("fitness = dict(type='weighted_sum', weights='cls')", "fitness.weights", "dict of task"),
+    ("fitness = dict(type='weighted_sum', weights=dict(cls='1'))", "fitness.weights.cls",
+     "finite number"),
+    ("fitness = dict(type='weighted_sum', weights=dict(cls=1, depth=1))",
+     "fitness.weights.depth", "not one the evaluator reports"),
+    ("fitness = dict(type='delta_m', baselines=dict(cls=0.5), lower_is_better='no')",
+     "fitness.lower_is_better", "True/False"),
+    ("fitness = dict(type='delta_m', baselines=dict(cls=0))", "fitness.baselines.cls",
+     "non-zero"),
+])
+def test_bad_top_level_value_names_its_key(tmp_path, top, key, expected):
+    path = _config(tmp_path, top=top + "\n")
+    with pytest.raises(ConfigError, match=expected) as info:
+        build_job(load_config(path), config_path=str(path), work_dir=str(tmp_path / "w"))
+    assert info.value.key == key and str(path) in str(info.value)
+
+
+def test_config_values_are_checked_even_when_the_command_line_overrides_them(tmp_path):
+    path = _config(tmp_path, top="seed = 'zero'\nstorage = 5\n")
+    with pytest.raises(ConfigError, match="key 'seed'"):
+        build_job(load_config(path), config_path=str(path), seed=1, storage="memory",
+                  work_dir=str(tmp_path / "w"))
+    with pytest.raises(ConfigError, match="key 'seed'"):  # --seed -1
+        build_job(load_config(_config(tmp_path)), seed=-1, storage="memory",
+                  work_dir=str(tmp_path / "w"))
+
+
+def test_work_dir_that_is_a_file_is_a_config_error_naming_it(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    path = _config(tmp_path, top=f"work_dir = {str(taken)!r}\n")
+    with pytest.raises(ConfigError, match="exists and is not a folder") as info:
+        build_job(load_config(path), config_path=str(path), storage="memory")
+    assert info.value.key == "work_dir" and str(taken) in str(info.value)
+    with pytest.raises(ConfigError, match="cannot create work dir"):  # below a file
+        build_job(load_config(path), config_path=str(path), work_dir=str(taken / "w"))
+    assert main(["search", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "ConfigError" in err and str(taken) in err and "Traceback" not in err

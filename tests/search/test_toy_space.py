@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from automtl.errors import ArchError
+from automtl.errors import ArchError, ConfigError
 from automtl.search import ToyEvaluator
 from automtl.spaces import LayeredToySpace
 
@@ -92,3 +92,25 @@ def test_known_optimum_small_space():
 def test_signature_differs_between_spaces(space):
     assert space.signature() == LayeredToySpace().signature()
     assert space.signature() != LayeredToySpace(depths=(2, 3)).signature()
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    (dict(depths=(-1, 2)), "depths"), (dict(depths=(0,)), "depths"),
+    (dict(depths=(10**6,)), "depths"), (dict(embeds=(-16, 24)), "embeds"),
+    (dict(ratios=(0, 2)), "ratios"), (dict(ratios=(2.5,)), "ratios"),
+    (dict(ratios=(True,)), "ratios"), (dict(depths=()), "depths"), (dict(depths="23"), "depths"),
+    (dict(tasks="cls"), "tasks"), (dict(tasks=("cls", "cls")), "tasks"),
+    (dict(tasks=("cls", "")), "tasks"), (dict(seed="x"), "seed"),
+])
+def test_bad_space_arguments_are_config_errors(kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        LayeredToySpace(**kwargs)
+    assert info.value.key == key
+
+
+def test_toy_evaluator_delay_is_seconds(space):
+    for bad in (-1, -0.5, float("inf"), float("nan"), "1", True, None):
+        with pytest.raises(ConfigError, match="seconds") as info:
+            ToyEvaluator(space, delay=bad)
+        assert info.value.key == "delay"
+    assert ToyEvaluator(space, delay=0).delay == 0.0

@@ -159,7 +159,7 @@ def test_die_with_parent_ends_the_child_when_the_parent_is_killed():
 
 
 @pytest.mark.slow
-def test_helper_workers_die_with_the_main_process(tmp_path):
+def test_helper_workers_die_with_the_main_process_then_resume_finishes(tmp_path):
     cfg = _config(tmp_path, delay=0.2, gens=100)
     work = tmp_path / "w"
     work.mkdir()
@@ -179,4 +179,24 @@ def test_helper_workers_die_with_the_main_process(tmp_path):
     assert reached, "no helper evaluated a trial: " + proc.stdout.read().decode()[-2000:]
     helpers = {int(t.system_attrs[WORKER].rpartition(":")[2]) for t in _trials(url)} - {proc.pid}
     assert len(helpers) == 1
-    assert _pids_gone(helpers), "a helper worker outlived the killed search"
+    assert _pids_gone(helpers, timeout=5.0), "a helper worker outlived the killed search"
+
+    before = _trials(url)
+    done_before = {t.number: t.system_attrs[KEY] for t in before if t.state == TrialState.COMPLETE}
+    orphans = {t.number for t in before if t.state == TrialState.RUNNING}
+    gens = len(done_before) // 8 + 2  # the resumed run has at least 9 more candidates to do
+    out = subprocess.run(cmd + ["--resume", "--cfg-options", f"search.generations={gens}",
+                                "evaluator.delay=0.01"], env=_env(), capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = _trials(url)
+    done = [t for t in after if t.state == TrialState.COMPLETE]
+    assert len(done) >= 8 * gens and all(t.state != TrialState.RUNNING for t in after)
+    keys = [t.system_attrs[KEY] for t in done]
+    assert len(set(keys)) == len(keys)          # no candidate evaluated twice across both runs
+    assert all(t.system_attrs[KEY] == done_before[t.number] for t in done
+               if t.number in done_before)      # the interrupted run's results kept
+    assert all(after[n].state == TrialState.FAIL for n in orphans)
+    for name in ("best.json", "trials.csv", "result.json"):
+        assert (work / name).exists(), name
+    assert len((work / "trials.csv").read_text().strip().splitlines()) == len(after) + 1

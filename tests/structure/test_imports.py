@@ -7,7 +7,9 @@ from import_graph import cycles, unit_graph
 
 #: dependency rank of each unit: a unit may import only units of a strictly lower rank
 RANK = {
-    "automtl.errors": 0, "automtl._lazy": 0, "automtl.io": 1, "automtl.registry": 1, "automtl.config": 2,
+    "automtl.errors": 0, "automtl._lazy": 0, "automtl.io": 1, "automtl.checks": 1,
+    "automtl.registry": 1,
+    "automtl.workdir": 2, "automtl.config": 2,
     "automtl.graph": 2, "automtl.data": 3, "automtl.backbones": 3, "automtl.heads": 4,
     "automtl.metrics": 4, "automtl.supernet": 5, "automtl.spaces": 6, "automtl.viz": 6,
     "search_spaces.vit_mvt": 7, "automtl.train": 7, "automtl.search": 8, "automtl.cli": 9,

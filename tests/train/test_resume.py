@@ -1,6 +1,7 @@
 """The one resume path (automtl.train.resume) shared by the Trainer phases and train_supernet."""
 from __future__ import annotations
 
+import json
 import random
 import shutil
 
@@ -14,6 +15,7 @@ from train_helpers import make_loaders, mse_criteria, mse_metrics, tiny_model
 from automtl.errors import CheckpointError
 from automtl.io import atomic_save, safe_load
 from automtl.spaces.base import SupernetSpace
+from automtl.train.fingerprint import Fingerprint
 from automtl.train.resume import FORMAT, Checkpointer, RandomState, TrainingState, load_state, save_state
 from automtl.train.streams import CycleStream, TaskStream
 from automtl.train.supernet import train_supernet
@@ -250,3 +252,19 @@ def test_checkpointer_names_its_file_and_records_the_last_good_one(tmp_path):
     fresh = _state(seed=4)
     saver.restore(fresh)
     assert fresh.last_checkpoint == saver.path
+
+
+def test_supernet_resume_refuses_other_settings_and_flushes_its_history(tmp_path):
+    space, ckpt, curve = _GateSpace(), tmp_path / "supernet.pt", tmp_path / "history.json"
+
+    def run(lr):
+        torch.manual_seed(0)
+        return train_supernet(space.build_supernet(), space, _loaders(), steps=2, lr=lr, seed=3, device="cpu",
+                              criteria={t: F.mse_loss for t in TASKS}, checkpoint=ckpt, checkpoint_every=1,
+                              history_path=curve,
+                              fingerprint=Fingerprint.of({"supernet_train": {"lr": lr}}))
+
+    history = run(0.1)
+    assert json.loads(curve.read_text()) == history
+    with pytest.raises(CheckpointError, match="written with supernet_train.lr=0.1, this run has supernet_train.lr=0.2"):
+        run(0.2)
