@@ -19,7 +19,7 @@ import copy
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -204,3 +204,42 @@ def clean_stale_temps(folder: str | os.PathLike[str], *, recursive: bool = True)
         p.unlink(missing_ok=True)
         removed.append(p)
     return removed
+
+
+def few(names: Any, limit: int = 8) -> str:
+    """The first ``limit`` names and how many more there are (for error messages)."""
+    names = list(names)
+    return str(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _tensor_problem(key: str, own: Any, saved: Any) -> str:
+    """What is wrong with ``saved`` in place of tensor ``own`` ('' when it fits or ``own`` is no tensor)."""
+    import torch
+
+    if not isinstance(own, torch.Tensor):
+        return ""
+    if not isinstance(saved, torch.Tensor):
+        return f"'{key}' is a {type(saved).__name__} in the checkpoint but a {tuple(own.shape)} tensor in the model"
+    if saved.shape != own.shape:
+        return f"'{key}' is {tuple(saved.shape)} in the checkpoint but {tuple(own.shape)} in the model"
+    return ""
+
+
+def check_state_dict(own: Mapping[str, Any], saved: Mapping[str, Any], where: Any, *,
+                     strict: bool = True, hint: str = "") -> None:
+    """:class:`CheckpointError` ``"<where>: does not fit the model; …"`` naming missing and
+    unexpected keys (when ``strict``) and every tensor of another shape or kind — the one
+    wording of every weight-loading check (``hint`` follows "shapes differ")."""
+    problems = []
+    if strict:
+        missing = [k for k in own if k not in saved]
+        unexpected = [k for k in saved if k not in own]
+        if missing:
+            problems.append(f"missing keys {few(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys {few(unexpected)}")
+    shapes = [p for p in (_tensor_problem(k, v, saved[k]) for k, v in own.items() if k in saved) if p]
+    if shapes:
+        problems.append(f"shapes differ{hint}: " + "; ".join(shapes[:8]) + (" …" if len(shapes) > 8 else ""))
+    if problems:
+        raise CheckpointError(f"{where}: does not fit the model; " + ", ".join(problems))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -32,7 +32,7 @@ from typing import Any, NoReturn, Protocol
 import torch
 
 from automtl.errors import CheckpointError
-from automtl.io import atomic_save, safe_load
+from automtl.io import atomic_save, check_state_dict, safe_load
 from automtl.train.checkpoint import lists_to_tuples, rng_state, set_rng_state, tuples_to_lists
 from automtl.train.distributed import barrier
 from automtl.train.fingerprint import Fingerprint
@@ -191,35 +191,11 @@ class Checkpointer:
 def check_model_state(model: Stateful, saved: Any, where: Any) -> None:
     """:class:`CheckpointError` when ``saved`` is not a state dict, naming missing and unexpected
     keys, every shape that differs from ``model.state_dict()`` and every tensor saved as another
-    kind of value."""
+    kind of value (:func:`automtl.io.check_state_dict`)."""
     if not isinstance(saved, Mapping):
         raise CheckpointError(f"{where}: the weights are a {type(saved).__name__}, not a state dict "
                               "(a mapping of parameter names to tensors)")
-    own = model.state_dict()
-    problems = []
-    missing = [k for k in own if k not in saved]
-    unexpected = [k for k in saved if k not in own]
-    if missing:
-        problems.append(f"missing keys {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_few(unexpected)}")
-    shapes = [_shape_problem(k, v, saved[k]) for k, v in own.items() if k in saved]
-    shapes = [p for p in shapes if p]
-    if shapes:
-        problems.append("shapes differ: " + "; ".join(shapes[:8]) + (" …" if len(shapes) > 8 else ""))
-    if problems:
-        raise CheckpointError(f"{where}: does not fit the model; " + ", ".join(problems))
-
-
-def _shape_problem(key: str, own: Any, saved: Any) -> str:
-    """What is wrong with ``saved`` in place of tensor ``own`` ('' when it fits or ``own`` is no tensor)."""
-    if not isinstance(own, torch.Tensor):
-        return ""
-    if not isinstance(saved, torch.Tensor):
-        return f"'{key}' is a {type(saved).__name__} in the checkpoint but a {tuple(own.shape)} tensor in the model"
-    if saved.shape != own.shape:
-        return f"'{key}' is {tuple(saved.shape)} in the checkpoint but {tuple(own.shape)} in the model"
-    return ""
+    check_state_dict(model.state_dict(), saved, where)
 
 
 def load_model_state(model: Stateful, saved: Any, where: Any) -> None:
@@ -320,6 +296,3 @@ def _check_optimizer(name: str, opt: torch.optim.Optimizer, saved: Any, where: A
                               + (" …" if len(wrong) > 8 else ""))
 
 
-def _few(names: Iterable[str], limit: int = 8) -> str:
-    names = list(names)
-    return str(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
