@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from toy_search_config import write_toy_config
 
 from automtl.__main__ import main
 from automtl.search.samplers import KEY, WORKER
@@ -19,20 +20,10 @@ from automtl.search.storage import open_storage
 from automtl.workdir import LOCK_NAME, read_holder
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = """
-seed = 0
-study = "s"
-space = dict(type="toy_layered")
-evaluator = dict(type="toy", delay={delay})
-search = dict(budget=(20_000, 40_000), generations={gens}, population=4, top_k=2,
-              n_mutations=2, n_crossovers=2)
-"""
 
 
 def _config(tmp_path: Path, delay: float = 0.0, gens: int = 1) -> Path:
-    path = tmp_path / "cfg.py"
-    path.write_text(CONFIG.format(delay=delay, gens=gens))
-    return path
+    return write_toy_config(tmp_path, delay=delay, gens=gens, population=4)
 
 
 def _env() -> dict:

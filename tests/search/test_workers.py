@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from toy_search_config import write_toy_config
 
 from automtl.search.samplers import CANDIDATE, DUPLICATE, INTERRUPTED, KEY, WORKER, is_live
 from automtl.search.storage import open_storage
@@ -21,20 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "search.py"
 SEARCH = [sys.executable, "-m", "automtl", "search"]
 
-CONFIG = """
-seed = 0
-study = "s"
-space = dict(type="toy_layered")
-evaluator = dict(type="toy", delay={delay})
-search = dict(budget=(20_000, 40_000), generations={gens}, population=8, top_k=3,
-              n_mutations=4, n_crossovers=4)
-"""
 
-
-def _config(tmp_path: Path, delay: float, gens: int) -> Path:
-    p = tmp_path / "cfg.py"
-    p.write_text(CONFIG.format(delay=delay, gens=gens))
-    return p
+def _config(tmp_path: Path, delay: float = 0.0, gens: int = 1) -> Path:
+    return write_toy_config(tmp_path, delay=delay, gens=gens, population=8, top_k=3)
 
 
 def _env() -> dict:
