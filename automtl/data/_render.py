@@ -360,4 +360,7 @@ def render(sp: SceneParams, height: int, width: int, rng: np.random.Generator, *
         "normal": ncam.reshape(height, width, 3).transpose(2, 0, 1),
         "edge_texture": edge.reshape(1, height, width),
         "saliency": sal.reshape(1, height, width),
+        # not a task: which primitive each pixel shows (-1: floor, wall, sky), for instance labels
+        "instance": np.where(who >= 0, who, -1).reshape(height, width),
+        "instance_class": np.array([ob.cls for ob in sp.objects], dtype=np.int64),
     }

@@ -4,6 +4,11 @@ backward pass, gradient averaging over processes and the optimiser step.
 Weight steps combine the task losses through the loss weighting (plain Σ λ_t L_t without
 one); policy steps always use the fixed λ plus the policy regulariser. Either way the loss
 values are averaged over processes first, so every rank stops on the same non-finite loss.
+
+Modules with a method ``auxiliary_losses() -> {name: Tensor}`` (mixture-of-experts balance
+losses, L0 penalties…) return the losses of their latest forward, already weighted (``{}``
+before their first forward); each task's forward is followed by collecting those of the
+modules that ran in it, and they join that task's loss unscaled by λ.
 """
 from __future__ import annotations
 
@@ -21,7 +26,36 @@ from automtl.train.distributed import all_reduce_mean, average_gradients
 from automtl.train.protocols import LossWeighting, MultiTaskModel
 from automtl.train.resume import TrainingState
 
-__all__ = ["StepRunner", "frozen", "loss_lambdas"]
+__all__ = ["AuxiliaryLosses", "StepRunner", "auxiliary_loss_modules", "frozen", "loss_lambdas"]
+
+
+def auxiliary_loss_modules(model: nn.Module) -> list[nn.Module]:
+    """The sub-modules of ``model`` that report auxiliary losses (``auxiliary_losses()``)."""
+    return [m for m in model.modules() if callable(getattr(m, "auxiliary_losses", None))]
+
+
+class AuxiliaryLosses:
+    """Collects the auxiliary losses that ``modules`` report after a forward, counting only the
+    modules that ran in it: a module that did not run still holds the loss *object* it reported
+    before, which is recognised and skipped."""
+
+    def __init__(self, modules: Iterable[nn.Module]) -> None:
+        self.modules = list(modules)
+        self.seen: dict[tuple[int, str], int] = {}
+        self.collect()  # what the modules hold now is stale for the next forward
+
+    def collect(self) -> dict[str, torch.Tensor]:
+        """``{name: loss}`` reported since the last call (names suffixed by module index when two
+        modules use the same name)."""
+        out: dict[str, torch.Tensor] = {}
+        for i, m in enumerate(self.modules):
+            for name, value in m.auxiliary_losses().items():  # type: ignore[operator]
+                key = (i, name)
+                if self.seen.get(key) == id(value):
+                    continue
+                self.seen[key] = id(value)
+                out[name if name not in out else f"{name}.{i}"] = value
+        return out
 
 
 class StepRunner:
@@ -35,6 +69,9 @@ class StepRunner:
         self.weighting = weighting
         self.device = device
         self.world = world
+        self.aux_losses = AuxiliaryLosses(auxiliary_loss_modules(model) if isinstance(model, nn.Module) else [])
+        #: per task, the summed auxiliary losses of its latest forward (empty without any)
+        self.aux: dict[str, torch.Tensor] = {}
 
     def weight_params(self) -> list[nn.Parameter]:
         """The network weights (everything but the policy logits)."""
@@ -53,15 +90,16 @@ class StepRunner:
         losses = self.task_losses(state.streams[split], kw)
         values = self.check_losses(losses, state, it)
         params = [p for p in self.weight_params() if p.requires_grad]
+        weighted = {t: lambdas[t] * losses[t] + self.aux[t] if t in self.aux else lambdas[t] * losses[t]
+                    for t in self.tasks}
         if self.weighting is None:
-            total = cast(torch.Tensor, sum(lambdas[t] * losses[t] for t in self.tasks))
+            total = cast(torch.Tensor, sum(weighted.values()))
             total.backward()
         else:
-            self.weighting.backward({t: lambdas[t] * losses[t] for t in self.tasks},
-                                    shared_parameters=self._shared(params))
+            self.weighting.backward(weighted, shared_parameters=self._shared(params))
         average_gradients(params + self.weighting_params(), self.world)
         opt.step()
-        return {f"loss/{t}": v for t, v in values.items()}
+        return {**{f"loss/{t}": v for t, v in values.items()}, **self._aux_logs()}
 
     def policy_step(self, state: TrainingState, lambdas: Mapping[str, float], reg_weight: float,
                     kw: Mapping[str, Any], it: int) -> dict[str, float]:
@@ -73,6 +111,7 @@ class StepRunner:
         values = self.check_losses(losses, state, it)
         reg = self.model.policy_regularizer()
         total = sum(lambdas[t] * losses[t] for t in self.tasks) + reg_weight * reg
+        total = total + sum(self.aux.values())
         total.backward()
         average_gradients(list(self.model.policy_parameters()), self.world)
         opt.step()
@@ -83,12 +122,19 @@ class StepRunner:
     def task_losses(self, streams: Mapping[str, Any], kw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Each task's criterion on the next batch of its stream, forward run with ``kw``."""
         losses = {}
+        self.aux = {}
         for task in self.tasks:
             x, y = split_batch(streams[task].next(), task)
             x, y = move_to(x, self.device), move_to(y, self.device)
             out = self.model(x, task=task, **kw)
             losses[task] = self.criteria[task](out, y)
+            aux = self.aux_losses.collect()
+            if aux:
+                self.aux[task] = cast(torch.Tensor, sum(aux.values()))
         return losses
+
+    def _aux_logs(self) -> dict[str, float]:
+        return {f"aux_loss/{t}": float(v.detach()) for t, v in self.aux.items()}
 
     def check_losses(self, losses: Mapping[str, torch.Tensor], state: TrainingState, it: int) -> dict[str, float]:
         """The losses averaged over processes; :class:`TrainingError` naming the phase, task,

@@ -228,3 +228,37 @@ def test_phases_run_on_gpu(tmp_path):
     ck = torch.load(tmp_path / "checkpoints" / "alter_train_with_reg_latest.pt", weights_only=True,
                     map_location="cpu")
     assert "cuda" in ck["rng"]
+
+
+class _PenalisedHead(torch.nn.Conv2d):
+    """A head whose forward reports an auxiliary loss: a large L2 penalty on its own weights."""
+
+    def forward(self, x):
+        self._penalty = 10.0 * self.weight.pow(2).sum()
+        return super().forward(x)
+
+    def auxiliary_losses(self):
+        return {"l2": self._penalty} if hasattr(self, "_penalty") else {}
+
+
+def test_auxiliary_losses_of_modules_join_their_task_loss(tmp_path):
+    from torch import nn
+    from train_helpers import tiny_backbone
+
+    from automtl.supernet import MTLModel
+
+    def model():
+        torch.manual_seed(0)
+        return MTLModel(tiny_backbone(), {"a": _PenalisedHead(16, 1, 1), "b": nn.Conv2d(16, 1, 1)})
+
+    with_aux = _trainer(tmp_path / "aux", model=model())
+    with_aux.pre_train(6, 1e-2)
+    plain = model()
+    plain.heads["a"].auxiliary_losses = lambda: {}  # same network, nothing reported
+    without = _trainer(tmp_path / "plain", model=plain)
+    without.pre_train(6, 1e-2)
+    norm = lambda tr: float(tr.model.heads["a"].weight.detach().norm())
+    assert norm(with_aux) < 0.8 * norm(without)
+    with_aux.close(), without.close()
+    hist = json.loads((tmp_path / "aux" / "history.json").read_text())
+    assert len(hist["pre_train/aux_loss/a"]) == 6 and "pre_train/aux_loss/b" not in hist
