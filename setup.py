@@ -22,14 +22,16 @@ EXTRAS = {
     # dev: the test suite and the lint/type checks `make test` runs first (pinned: same findings everywhere)
     "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7", "ruff==0.17.6",
             "mypy==1.20.2"],
+    # mm: the OpenMMLab pipelines (automtl.mm). mmcv 2.1.0 has no registry wheel for torch 2.14:
+    # `make install-mm` takes a prebuilt one or builds it (tools/build_mmcv.sh); see README.
     "mm": [
         "mmcv==2.1.0",
         "mmpretrain==1.2.0",
         "mmdet==3.3.0",
         "mmsegmentation==1.2.2",
-        "ftfy",
-        "regex",
-        "pycocotools",
+        "ftfy>=6.1,<7",
+        "regex>=2023.0",
+        "pycocotools>=2.0.7,<3",
     ],
 }
 

@@ -35,7 +35,7 @@ __all__ = ["KINDS", "config_kind", "dump_config", "load_config", "parse_cfg_opti
 M = TypeVar("M", bound="BaseModel")
 
 #: the runners a config may need, by the section that marks it
-KINDS = ("automtl", "supernet", "search")
+KINDS = ("automtl", "supernet", "search", "mm", "delta")
 #: keys every config may hold, whatever its kind (mmengine's own and ours)
 COMMON_KEYS = frozenset({"custom_imports", "seed", "work_dir"})
 
@@ -97,12 +97,16 @@ def plain(obj: Any) -> Any:
 
 
 def config_kind(cfg: Mapping[str, Any]) -> str:
-    """``search`` (a ``search`` section), ``supernet`` (a ``supernet_train`` section) or
-    ``automtl`` (three-phase training)."""
+    """``search`` (a ``search`` section), ``supernet`` (a ``supernet_train`` section), ``mm``
+    (an OpenMMLab Runner config: it has its own data loaders) or ``automtl`` (three-phase training)."""
+    if "train_dataloader" in cfg or "test_dataloader" in cfg:
+        return "mm"
     if "search" in cfg:
         return "search"
     if "supernet_train" in cfg:
         return "supernet"
+    if "delta" in cfg:  # delta sharing (automtl.cli.run_delta)
+        return "delta"
     return "automtl"
 
 

@@ -1,5 +1,6 @@
 """Train from a config: AutoMTL's phases (pre-train, policy-train, sample, post-train, evaluate),
-or, for a config with a ``supernet_train`` section, an elastic supernet for search.
+for a config with a ``supernet_train`` section an elastic supernet for search, and for an
+OpenMMLab config (mmpretrain / mmdet / mmseg layout, ``train_dataloader``) mmengine's Runner.
 
 Examples:
     python -m automtl train configs/automtl/synthetic_tinyresnet.py --work-dir work_dirs/tiny
@@ -7,6 +8,9 @@ Examples:
     torchrun --nproc_per_node=2 -m automtl train configs/automtl/synthetic_tinyresnet.py --resume
     python -m automtl train CONFIG --resume --allow-changed data.data_root   # the data moved
     python -m automtl train configs/supernet/vit_mvt_micro_synthetic.py   # then: automtl search
+    python -m automtl train configs/nas/vit_mvt_tiny/task_det.py --work-dir work_dirs/det \
+        --cfg-options data_root=data/tiny/coco/          # OpenMMLab config (needs the mm extra)
+    torchrun --nproc_per_node=2 -m automtl train configs/nas/vit_mvt_tiny/task_seg.py --launcher pytorch
 
 One run per work dir: a second run in a work dir that a live run holds is refused (exit 2,
 naming the holder's host:pid); the lock of a killed run is taken over. Checkpoints carry the
@@ -38,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --resume: dotted config keys (or prefixes such as data, or globs such "
                              "as 'data.*') whose values may differ from the checkpoint's, e.g. "
                              "--allow-changed data.data_root")
+    parser.add_argument("--amp", action="store_true",
+                        help="OpenMMLab configs: mixed precision (mmengine AmpOptimWrapper; needs CUDA)")
+    parser.add_argument("--launcher", choices=("none", "pytorch", "slurm", "mpi"), default="none",
+                        help="OpenMMLab configs: how processes were launched (pytorch: torchrun). automtl "
+                             "configs read torchrun's environment themselves")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,12 +65,29 @@ def _train(args: argparse.Namespace) -> int:
 
         raise ConfigError("this is a search config: run `python -m automtl search` on it",
                           path=args.config)
+    if kind == "mm":
+        from automtl.mm.runner import train_mm
+
+        out = train_mm(args.config, work_dir=work_dir, resume=args.resume, amp=args.amp,
+                       launcher=args.launcher, cfg_options=args.cfg_options, seed=args.seed)
+        if os.environ.get("RANK", "0") == "0":
+            print(json.dumps(out, indent=2, default=str))
+        return 0
+    if args.amp:
+        from automtl.errors import ConfigError
+
+        raise ConfigError("--amp applies to OpenMMLab configs only", key="--amp", path=args.config)
     common = dict(work_dir=work_dir, seed=args.seed, resume=args.resume, device=args.device,
                   cfg_options=args.cfg_options, allow_changed=tuple(args.allow_changed))
     if kind == "supernet":
         from automtl.cli.run_supernet import run_supernet_config
 
         out = run_supernet_config(args.config, **common)
+    elif kind == "delta":
+        from automtl.cli.run_delta import run_delta_config
+
+        out = run_delta_config(args.config, **common)
+        out = {k: out.get(k) for k in ("results", "params", "delta_density", "flops")} | {"work_dir": work_dir}
     else:
         from automtl.cli.run_automtl import run_config
 

@@ -91,3 +91,4 @@ def test_config_kind():
     assert config_kind({"search": {}}) == "search"
     assert config_kind({"supernet_train": {}}) == "supernet"
     assert config_kind({"tasks": []}) == "automtl"
+    assert config_kind({"train_dataloader": {}, "model": {}}) == "mm"
