@@ -3,6 +3,8 @@
 Each step samples subnets of the space (``uniform``: one random candidate; ``sandwich``: the
 largest, the smallest and ``n_random`` random ones, gradients summed), and every task takes
 one batch through every sampled subnet. Weights are entangled, so every subnet inherits them.
+Sub-modules reporting ``auxiliary_losses()`` (mixture-of-experts balance losses) add them to
+each task's loss after its forward, as the trainer does.
 With ``checkpoint=PATH`` the run writes an atomic checkpoint every ``checkpoint_every`` steps
 (weights, optimiser, schedule, sampler and global RNGs, data positions, loss history) through
 :mod:`automtl.train.resume`, the trainer's resume path, and a rerun continues from it to the
@@ -26,6 +28,7 @@ from automtl.spaces.base import Candidate, SupernetSpace
 from automtl.train.distributed import env_rank
 from automtl.train.fingerprint import Fingerprint
 from automtl.train.resume import Checkpointer, RandomState, TrainingState
+from automtl.train.steps import AuxiliaryLosses, auxiliary_loss_modules
 from automtl.train.streams import resumable_stream
 
 __all__ = ["SAMPLINGS", "RUN", "train_supernet"]
@@ -76,6 +79,7 @@ def train_supernet(net: nn.Module, space: SupernetSpace, train_loaders: Mapping[
                             weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     streams = {t: resumable_stream(train_loaders[t], seed=seed, name=t) for t in tasks}
+    aux_losses = AuxiliaryLosses(auxiliary_loss_modules(net))  # e.g. MoE balance losses
     state = TrainingState(RUN, steps, net, optimizers={"network": opt}, schedulers={"network": sched},
                           streams={"train": streams}, extras={"sampler": RandomState(rng)},
                           fingerprint=fingerprint)
@@ -96,7 +100,8 @@ def train_supernet(net: nn.Module, space: SupernetSpace, train_loaders: Mapping[
                 if not torch.isfinite(loss):
                     raise TrainingError(f"supernet training: non-finite loss at step {step}, "
                                         f"task '{t}'")
-                loss.backward()
+                aux = aux_losses.collect()  # joins this task's loss
+                (loss + sum(aux.values()) if aux else loss).backward()
                 total += float(loss.detach())
                 n += 1
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)

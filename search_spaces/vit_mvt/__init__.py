@@ -13,6 +13,15 @@ Example::
     outs = net.forward_all(torch.randn(2, 3, 224, 224))
     model = export_subnet(net, cand)         # plain multi-task nn.Module
 
+Mixture-of-experts layers (M3ViT): spaces with ``ffn_kinds`` including ``"moe"`` (or the
+presets ``"m3vit_small"`` / ``"edge_moe_tiny"``) route each task's tokens to its top-k experts
+(:class:`MoEFFN`); :func:`prune_task_experts` keeps one task's experts and
+:func:`moe_inference_report` tells what a task's inference touches::
+
+    space = build_space("m3vit_small", tasks=("seg", "depth"), num_outputs={"seg": 40, "depth": 1})
+    cand = space.smallest()                  # the published model (MoE in blocks 1, 3, 5, …)
+    space.count_params(cand), space.count_active(cand)
+
 Names resolve lazily: ``import search_spaces.vit_mvt`` and the space itself (sampling,
 counting, subnet YAML) import neither torch nor the search engine; the supernet modules load
 torch on first use.
@@ -24,6 +33,10 @@ from automtl._lazy import lazy_exports
 _EXPORTS = {
     "Arch": "._config", "HEAD_DIM": "._config", "LINEARS": "._config", "PRESETS": "._config",
     "SHARED": "._config", "SPECIFIC": "._config", "SpaceConfig": "._config",
+    "FFN_KINDS": "._config", "MoESettings": "._config",
+    "MoEFFN": "._moe", "TaskRoutedMoE": "._moe",
+    "MoEReport": "._moe_prune", "moe_inference_report": "._moe_prune",
+    "prune_task_experts": "._moe_prune",
     "export_subnet": "._export", "load_subnet": "._io", "save_subnet": "._io",
     "MultiTaskViTMVT": "._plain", "ViTMVTNet": "._plain", "format_sharing_report": "._report",
     "ViTMVTSpace": "._space", "build_space": "._space",

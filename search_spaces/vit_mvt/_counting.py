@@ -156,3 +156,61 @@ class ParamTable:
         for i in range(c[DEPTH]):
             n += self._attn[e][c[self._hk[i]]][0] + self._ffn[e][c[self._rk[i]]][0]
         return n
+
+
+def expert_params(embed: int, hidden: int) -> int:
+    """One expert of an MoE layer: Linear(d→h) and Linear(h→d), both with bias."""
+    return 2 * embed * hidden + hidden + embed
+
+
+def router_params(cfg: SpaceConfig, embed: int, experts: int, n_tasks: int) -> tuple[int, int]:
+    """(parameters of every task's routing together, those one task's routing uses) of one
+    MoE layer: a gate per task (multi-gate, no bias), or one gate over the token and the task
+    embedding (task-conditioned; a dense embedding adds its table, one row per task)."""
+    moe = cfg.moe
+    if moe.router == "multi_gate":
+        return n_tasks * experts * embed, experts * embed
+    extra = moe.task_inputs(n_tasks)
+    gate = experts * (embed + extra)
+    table = 0 if moe.task_embed == "onehot" else extra
+    return gate + n_tasks * table, gate + table
+
+
+def count_arch(arch: Any, cfg: SpaceConfig, tasks: Sequence[str], outputs: Mapping[str, int], *,
+               active: bool = False) -> dict[str, int]:
+    """``{task: n, …, "total": n}`` of a parsed architecture with any FFN kinds.
+
+    ``active=False``: the stored parameters (each task's own network; ``"total"`` counts
+    shared weights once). ``active=True``: the parameters one token of each task touches
+    (an MoE layer counts its ``top_k`` experts and the task's routing); ``"total"`` is then
+    the largest task's count, what any one task's inference reads.
+    """
+    g, e = cfg.grid, arch.embed
+    n_tasks = len(tasks)
+    single = global_params(e, g)
+    extra = 0          # additional copies of task-specific linears
+    routing = 0        # every task's routing parameters (counted once in the total)
+    own_routing = 0    # one task's routing parameters
+    expert_total = 0   # experts of every MoE layer (total) or the top-k of each (active)
+    for i in range(arch.depth):
+        kind, h, hid = arch.kind(i), arch.heads[i], arch.hidden[i]
+        sizes = linear_sizes(e, h, 0 if kind == "moe" else hid)
+        single += block_fixed(e, h, hid if kind == "locality" else 0, g)
+        names = ("qkv", "proj") if kind == "moe" else LINEARS
+        for lin in names:
+            single += sizes[lin]
+            if n_tasks > 1:
+                n_specific = sum(not arch.shared(i, lin, t) for t in tasks)
+                extra += sizes[lin] * (n_specific - (n_specific == n_tasks))
+        if kind == "moe":
+            n_exp = arch.top_k[i] if active else arch.experts[i]
+            expert_total += n_exp * expert_params(e, hid)
+            all_r, one_r = router_params(cfg, e, arch.experts[i], n_tasks)
+            routing += all_r
+            own_routing += one_r
+    heads = {t: head_params(e, outputs[t]) for t in tasks}
+    per_task = single + expert_total + own_routing
+    out = {t: per_task + heads[t] for t in tasks}
+    out["total"] = (max(out.values()) if active else
+                    single + extra + expert_total + routing + sum(heads.values()))
+    return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ from automtl.errors import UnknownTaskError
 
 from . import _ops as O
 from ._config import PATCH, SE_REDUCTION, STEM_CHANNELS
+from ._moe import TaskRoutedMoE
 from ._plain import MHSE, Block, Head, MultiTaskViTMVT, PosEmbed, RelPosBias, ViTMVTNet
 from ._supernet import ElasticBlock, ViTMVTSupernet
 
@@ -50,7 +51,7 @@ class _SharedParts(TypedDict):
     rel: RelPosBias
     se: MHSE
     norm2: nn.LayerNorm
-    dw: nn.Conv2d
+    dw: nn.Conv2d | None
 
 
 def _shared_parts(b: ElasticBlock) -> _SharedParts:
@@ -64,7 +65,7 @@ def _shared_parts(b: ElasticBlock) -> _SharedParts:
     _copy(se.fc2.bias, b.se2_b[:e])
     return {"lpu": _dw(b.lpu_w[:e], b.lpu_b[:e]), "norm1": _ln(b.norm1_w[:e], b.norm1_b[:e]),
             "rel": rel, "se": se, "norm2": _ln(b.norm2_w[:e], b.norm2_b[:e]),
-            "dw": _dw(b.dw_w[:hid], b.dw_b[:hid])}
+            "dw": _dw(b.dw_w[:hid], b.dw_b[:hid]) if b.kind == "locality" else None}
 
 
 def export_subnet(supernet: ViTMVTSupernet, arch: Mapping[str, Any] | None = None,
@@ -105,17 +106,21 @@ def _build(net: ViTMVTSupernet, only: str | None) -> MultiTaskViTMVT | ViTMVTNet
     for i in range(arch.depth):
         b = net.block(i)
         parts = _shared_parts(b)
+        # an MoE layer's experts are shared by the tasks; each task routes with its own gate
+        moe = b.moe.export(tasks) if b.kind == "moe" and b.moe is not None else None
         shared_lin: dict[str, nn.Linear] = {}
         for t in tasks:
-            lins = {}
-            for name, lin in b.linears().items():
+            lins: dict[str, nn.Linear | None] = {"fc1": None, "fc2": None}
+            for name, lin in b.active_linears().items():
                 if lin.decision(t):
                     if name not in shared_lin:
                         shared_lin[name] = lin.export(None)
                     lins[name] = shared_lin[name]
                 else:
                     lins[name] = lin.export(t)
-            blocks[t].append(Block(**parts, qkv=lins["qkv"], proj=lins["proj"], fc1=lins["fc1"], fc2=lins["fc2"],
+            blocks[t].append(Block(**parts, qkv=cast(nn.Linear, lins["qkv"]),
+                                   proj=cast(nn.Linear, lins["proj"]), fc1=lins["fc1"], fc2=lins["fc2"],
+                                   moe=TaskRoutedMoE(moe, t) if moe is not None else None,
                                    drop_path=b.drop_path))
     nets = {}
     for t in tasks:

@@ -2,7 +2,11 @@
 
 Architecture genes use the names of the released ViT-MVT subnet files (``depth.0``,
 ``embed_channels.0``, ``num_heads.<i>``, ``mlp_ratio.<i>``); sharing genes are
-``share.<i>.<linear>.<task>`` with the value ``"shared"`` or ``"specific"``.
+``share.<i>.<linear>.<task>`` with the value ``"shared"`` or ``"specific"``. Spaces with more
+FFN kinds than the locality FFN add ``ffn.<i>`` (``dense`` / ``locality`` / ``moe``) and, for
+an MoE layer, ``num_experts.<i>`` and ``top_k.<i>``; an MoE layer has no ``mlp_ratio.<i>`` (its
+experts' width is the space's ``moe_mlp_ratio``) and no fc1/fc2 sharing genes (its experts
+serve every task; the routers decide per task).
 """
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ from typing import Any
 
 from automtl.errors import ArchError
 
-from ._config import LINEARS, SHARED, SPECIFIC, Arch, SpaceConfig
+from ._config import FFN_KINDS, LINEARS, SHARED, SPECIFIC, Arch, SpaceConfig
 
 DEPTH = "depth.0"
 EMBED = "embed_channels.0"
+#: per-layer genes: (prefix, parts after the prefix) of every kind
+_LAYER_PREFIXES = ("num_heads", "mlp_ratio", "share", "ffn", "num_experts", "top_k")
+#: the FFN linears an MoE layer replaces (no sharing genes there)
+FFN_LINEARS = ("fc1", "fc2")
 
 
 def heads_key(i: int) -> str:
@@ -34,12 +42,32 @@ def share_key(i: int, linear: str, task: str) -> str:
     return f"share.{i}.{linear}.{task}"
 
 
+def ffn_key(i: int) -> str:
+    """Gene naming the FFN kind of layer ``i``."""
+    return f"ffn.{i}"
+
+
+def experts_key(i: int) -> str:
+    """Gene naming the number of experts of MoE layer ``i``."""
+    return f"num_experts.{i}"
+
+
+def topk_key(i: int) -> str:
+    """Gene naming how many experts each token of MoE layer ``i`` takes."""
+    return f"top_k.{i}"
+
+
 def gene_layer(key: str) -> int | None:
     """The layer a per-layer gene belongs to (``None`` for global genes or unparsable keys)."""
     parts = key.split(".")
-    if parts[0] in ("num_heads", "mlp_ratio", "share") and len(parts) >= 2 and parts[1].isdigit():
+    if parts[0] in _LAYER_PREFIXES and len(parts) >= 2 and parts[1].isdigit():
         return int(parts[1])
     return None
+
+
+def layer_linears(kind: str) -> tuple[str, ...]:
+    """The adaptive linears of a layer with FFN ``kind`` (the ones with sharing genes)."""
+    return LINEARS if kind != "moe" else tuple(lin for lin in LINEARS if lin not in FFN_LINEARS)
 
 
 def _is_int(v: Any) -> bool:
@@ -59,12 +87,14 @@ def _check_choice(key: str, value: Any, choices: Sequence[Any], *, integer: bool
 def check_bounds(key: str, value: Any) -> None:
     """Raise :class:`ArchError` if ``value`` is out of range for gene ``key`` in any space:
     positive integers for depth, width and heads, positive finite ratios, sharing strings."""
-    if key in (DEPTH, EMBED) or key.startswith("num_heads."):
+    if key in (DEPTH, EMBED) or key.startswith(("num_heads.", "num_experts.", "top_k.")):
         ok, wanted = _is_int(value) and value > 0, "a positive integer"
     elif key.startswith("mlp_ratio."):
         ok, wanted = _is_num(value) and math.isfinite(value) and value > 0, "a positive number"
     elif key.startswith("share."):
         ok, wanted = isinstance(value, str) and value in (SHARED, SPECIFIC), f"{SHARED!r} or {SPECIFIC!r}"
+    elif key.startswith("ffn."):
+        ok, wanted = isinstance(value, str) and value in FFN_KINDS, f"one of {list(FFN_KINDS)}"
     else:
         return
     if not ok:
@@ -78,11 +108,12 @@ def check_key(key: Any, cfg: SpaceConfig, tasks: Sequence[str]) -> None:
     if key in (DEPTH, EMBED):
         return
     parts = key.split(".")
-    known = (parts[0] in ("num_heads", "mlp_ratio") and len(parts) == 2) or (
-        parts[0] == "share" and len(parts) == 4)
+    singles = ("num_heads", "mlp_ratio") + (("ffn", "num_experts", "top_k") if cfg.has_ffn_genes else ())
+    known = (parts[0] in singles and len(parts) == 2) or (parts[0] == "share" and len(parts) == 4)
     if not known or not parts[1].isdigit():
+        extra = ", ffn.<i>, num_experts.<i>, top_k.<i>" if cfg.has_ffn_genes else ""
         raise ArchError("unknown gene; expected depth.0, embed_channels.0, num_heads.<i>, "
-                        "mlp_ratio.<i> or share.<i>.<linear>.<task>", key=key)
+                        f"mlp_ratio.<i>{extra} or share.<i>.<linear>.<task>", key=key)
     layer = int(parts[1])
     if layer >= cfg.max_depth:
         raise ArchError(f"layer {layer} is beyond the supernet depth {cfg.max_depth}", key=key)
@@ -118,6 +149,15 @@ def parse(candidate: Mapping[str, Any], cfg: SpaceConfig, tasks: Sequence[str]) 
             _check_choice(key, value, cfg.heads, integer=True)
         elif key.startswith("mlp_ratio."):
             _check_choice(key, value, cfg.mlp_ratios, integer=False)
+        elif key.startswith("num_experts."):
+            _check_choice(key, value, cfg.num_experts, integer=True)
+        elif key.startswith("top_k."):
+            _check_choice(key, value, cfg.top_ks, integer=True)
+        elif key.startswith("ffn."):
+            choices = cfg.layer_kinds(int(key.split(".")[1]))
+            if not isinstance(value, str) or value not in choices:
+                raise ArchError(f"value {value!r} not in the choices {list(choices)}", key=key,
+                                value=value)
         elif key.startswith("share."):
             if value not in (SHARED, SPECIFIC):
                 raise ArchError(f"value {value!r} not in the choices {[SHARED, SPECIFIC]}",
@@ -125,24 +165,66 @@ def parse(candidate: Mapping[str, Any], cfg: SpaceConfig, tasks: Sequence[str]) 
             _, layer, linear, task = key.split(".")
             if int(layer) < depth:
                 sharing[(int(layer), linear, task)] = value == SHARED
+    kinds = _kinds(candidate, cfg, depth)
+    experts, top_k = [], []
     for i in range(depth):
-        for key in (heads_key(i), ratio_key(i)):
+        if kinds[i] == "moe":
+            for key in (experts_key(i), topk_key(i)):
+                if key not in candidate:
+                    raise ArchError(f"missing gene (layer {i} is an MoE layer)", key=key)
+            n, k = int(candidate[experts_key(i)]), int(candidate[topk_key(i)])
+            if k > n:
+                raise ArchError(f"top-k {k} is more than the {n} experts of layer {i} "
+                                f"(num_experts.{i})", key=topk_key(i), value=k)
+            experts.append(n)
+            top_k.append(k)
+        else:
+            experts.append(0)
+            top_k.append(0)
+        needed = (heads_key(i),) if kinds[i] == "moe" else (heads_key(i), ratio_key(i))
+        for key in needed:
             if key not in candidate:
                 raise ArchError(f"missing gene (the depth is {depth})", key=key)
+    ratios = tuple(cfg.moe_mlp_ratio if kinds[i] == "moe" else float(candidate[ratio_key(i)])
+                   for i in range(depth))
+    if cfg.has_ffn_genes:
+        sharing = {k: v for k, v in sharing.items() if k[1] in layer_linears(kinds[k[0]])}
     return Arch(embed=int(candidate[EMBED]), depth=int(depth),
                 heads=tuple(int(candidate[heads_key(i)]) for i in range(depth)),
-                ratios=tuple(float(candidate[ratio_key(i)]) for i in range(depth)),
-                sharing=sharing)
+                ratios=ratios, sharing=sharing,
+                ffn=tuple(kinds) if cfg.has_ffn_genes else (),
+                experts=tuple(experts) if cfg.has_ffn_genes else (),
+                top_k=tuple(top_k) if cfg.has_ffn_genes else ())
+
+
+def _kinds(candidate: Mapping[str, Any], cfg: SpaceConfig, depth: int) -> list[str]:
+    """The FFN kind of each layer below ``depth`` (``ffn.<i>`` required in spaces that have it)."""
+    if not cfg.has_ffn_genes:
+        return ["locality"] * depth
+    kinds = []
+    for i in range(depth):
+        if ffn_key(i) not in candidate:
+            raise ArchError(f"missing gene (the depth is {depth}); one of "
+                            f"{list(cfg.layer_kinds(i))}", key=ffn_key(i))
+        kinds.append(str(candidate[ffn_key(i)]))
+    return kinds
 
 
 def to_genes(arch: Arch, tasks: Sequence[str]) -> dict[str, Any]:
     """The canonical gene dict of ``arch`` (sharing genes only for more than one task)."""
     genes: dict[str, Any] = {DEPTH: arch.depth, EMBED: arch.embed}
     for i in range(arch.depth):
+        kind = arch.kind(i)
         genes[heads_key(i)] = arch.heads[i]
-        genes[ratio_key(i)] = arch.ratios[i]
+        if kind != "moe":
+            genes[ratio_key(i)] = arch.ratios[i]
+        if arch.ffn:
+            genes[ffn_key(i)] = kind
+        if kind == "moe":
+            genes[experts_key(i)] = arch.experts[i]
+            genes[topk_key(i)] = arch.top_k[i]
         if len(tasks) > 1:
-            for lin in LINEARS:
+            for lin in layer_linears(kind):
                 for t in tasks:
                     genes[share_key(i, lin, t)] = SHARED if arch.shared(i, lin, t) else SPECIFIC
     return dict(sorted(genes.items()))

@@ -1,5 +1,6 @@
 """Subnet files in the ViT-MVT YAML format (``depth.0``, ``embed_channels.0``,
-``mlp_ratio.<i>``, ``num_heads.<i>``; sharing genes optional).
+``mlp_ratio.<i>``, ``num_heads.<i>``; sharing genes optional; spaces with MoE layers add
+``ffn.<i>``, ``num_experts.<i>`` and ``top_k.<i>``).
 
 Reading is strict: the file must be UTF-8, no mapping may give a key twice (plain YAML keeps
 the last value silently) and, without a space to check against, every value must be in its
@@ -17,12 +18,13 @@ import yaml
 from automtl.errors import ArchError, ConfigError
 from automtl.io import atomic_write_text
 
-from ._genes import DEPTH, EMBED, check_bounds, heads_key, ratio_key
+from ._genes import DEPTH, EMBED, check_bounds, experts_key, ffn_key, heads_key, ratio_key, topk_key
 
 if TYPE_CHECKING:
     from ._space import ViTMVTSpace
 
-_LAYER_GENE = re.compile(r"^(num_heads|mlp_ratio)\.(\d+)$|^share\.(\d+)\.(qkv|proj|fc1|fc2)\.[^.]+$")
+_LAYER_GENE = re.compile(r"^(num_heads|mlp_ratio|ffn|num_experts|top_k)\.(\d+)$"
+                         r"|^share\.(\d+)\.(qkv|proj|fc1|fc2)\.[^.]+$")
 
 
 def _order(key: str) -> tuple[Any, ...]:
@@ -35,7 +37,8 @@ def _check_names(genes: Mapping[Any, Any], path: str) -> None:
     for key in genes:
         if not isinstance(key, str) or not (key in (DEPTH, EMBED) or _LAYER_GENE.match(key)):
             raise ArchError(f"unknown gene in {path}; expected depth.0, embed_channels.0, "
-                            f"num_heads.<i>, mlp_ratio.<i> or share.<i>.<linear>.<task>", key=str(key))
+                            f"num_heads.<i>, mlp_ratio.<i>, ffn.<i>, num_experts.<i>, top_k.<i> "
+                            f"or share.<i>.<linear>.<task>", key=str(key))
     for key in (DEPTH, EMBED):
         if key not in genes:
             raise ArchError(f"missing gene in {path}", key=key)
@@ -57,9 +60,14 @@ def _check_values(genes: Mapping[str, Any], path: str) -> None:
         except ArchError as exc:
             raise _in_file(exc, path) from exc
     for i in range(genes[DEPTH]):
-        for key in (heads_key(i), ratio_key(i)):
+        moe = genes.get(ffn_key(i)) == "moe"
+        for key in (heads_key(i),) + ((experts_key(i), topk_key(i)) if moe else (ratio_key(i),)):
             if key not in genes:
                 raise ArchError(f"missing gene in {path} (the depth is {genes[DEPTH]})", key=key)
+        if moe and genes[topk_key(i)] > genes[experts_key(i)]:
+            raise ArchError(f"top-k {genes[topk_key(i)]} is more than the {genes[experts_key(i)]} "
+                            f"experts of layer {i} (in {path})", key=topk_key(i),
+                            value=genes[topk_key(i)])
 
 
 class _DuplicateKey(yaml.YAMLError):

@@ -138,6 +138,11 @@ def locality_ffn(x: Tensor, hw: tuple[int, int], w1: Tensor, b1: Tensor, dw_w: T
     return F.linear(F.gelu(y), w2, b2)
 
 
+def dense_ffn(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """The plain ViT MLP ``fc2(GELU(fc1(x)))`` (the ``dense`` FFN kind)."""
+    return F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)
+
+
 def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
     """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
     if p <= 0.0 or not training:

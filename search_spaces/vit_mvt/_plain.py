@@ -1,5 +1,8 @@
 """Exported, non-elastic ViT-MVT models: one plain network per task, and a multi-task model
-whose task networks hold the very same module objects wherever a weight is shared."""
+whose task networks hold the very same module objects wherever a weight is shared.
+
+A block's FFN is the locality FFN (fc1, dw, fc2), a plain MLP (fc1, fc2; ``dw`` None) or a
+task's view of a shared mixture of experts (``moe``, :class:`~._moe.TaskRoutedMoE`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -14,6 +17,7 @@ from automtl.errors import ArchError, UnknownTaskError
 from . import _ops as O
 from ._checkpoint import CheckedLoad
 from ._config import HEAD_DIM, SE_REDUCTION, STEM_CHANNELS
+from ._moe import TaskRoutedMoE, accumulating, moe_layers, reset_auxiliary
 
 
 class Stem(nn.Sequential):
@@ -72,28 +76,43 @@ def _dw(channels: int) -> nn.Conv2d:
 
 
 class Block(nn.Module):
-    """LPU → attention (MHSA + relative bias + MHSE) → locality FFN, all with residuals.
+    """LPU → attention (MHSA + relative bias + MHSE) → FFN, all with residuals; the FFN is the
+    locality FFN (``fc1``, ``dw``, ``fc2``), a plain MLP (``dw=None``) or ``moe``.
 
     Built from given submodules so a multi-task model can hand the same module object to
     several task networks.
     """
 
     def __init__(self, *, lpu: nn.Conv2d, norm1: nn.LayerNorm, qkv: nn.Linear, rel: RelPosBias,
-                 proj: nn.Linear, se: MHSE, norm2: nn.LayerNorm, fc1: nn.Linear, dw: nn.Conv2d,
-                 fc2: nn.Linear, drop_path: float = 0.0) -> None:
+                 proj: nn.Linear, se: MHSE, norm2: nn.LayerNorm, fc1: nn.Linear | None = None,
+                 dw: nn.Conv2d | None = None, fc2: nn.Linear | None = None,
+                 moe: TaskRoutedMoE | None = None, drop_path: float = 0.0) -> None:
         super().__init__()
+        if (moe is None) != (fc1 is not None and fc2 is not None):
+            raise ArchError("a block needs either fc1 and fc2 (dense / locality FFN) or moe",
+                            key="ffn")
         self.lpu, self.norm1, self.qkv, self.rel, self.proj, self.se = lpu, norm1, qkv, rel, proj, se
-        self.norm2, self.fc1, self.dw, self.fc2 = norm2, fc1, dw, fc2
+        self.norm2, self.fc1, self.dw, self.fc2, self.moe = norm2, fc1, dw, fc2, moe
         self.drop_path = drop_path
 
+    @property
+    def ffn_kind(self) -> str:
+        """``"moe"``, ``"dense"`` or ``"locality"``."""
+        return "moe" if self.moe is not None else "dense" if self.dw is None else "locality"
+
     @classmethod
-    def new(cls, embed: int, heads: int, hidden: int, grid: int, drop_path: float = 0.0) -> Block:
-        """A block with freshly initialised weights."""
+    def new(cls, embed: int, heads: int, hidden: int, grid: int, drop_path: float = 0.0, *,
+            ffn: str = "locality") -> Block:
+        """A block with freshly initialised weights and a ``locality`` or ``dense`` FFN."""
+        if ffn not in ("locality", "dense"):
+            raise ArchError("Block.new builds a locality or dense FFN; MoE blocks come from "
+                            "export_subnet", key="ffn", value=ffn)
         return cls(lpu=_dw(embed), norm1=nn.LayerNorm(embed, eps=O.LN_EPS),
                    qkv=nn.Linear(embed, 3 * HEAD_DIM * heads), rel=RelPosBias(heads, grid),
                    proj=nn.Linear(HEAD_DIM * heads, embed), se=MHSE(embed),
                    norm2=nn.LayerNorm(embed, eps=O.LN_EPS), fc1=nn.Linear(embed, hidden),
-                   dw=_dw(hidden), fc2=nn.Linear(hidden, embed), drop_path=drop_path)
+                   dw=_dw(hidden) if ffn == "locality" else None, fc2=nn.Linear(hidden, embed),
+                   drop_path=drop_path)
 
     def identity(self) -> tuple[int, ...]:
         """Ids of the submodules: two blocks with equal identity compute the same function."""
@@ -107,8 +126,15 @@ class Block(nn.Module):
                         self.rel(hw))
         x = x + O.drop_path(self.se(y), self.drop_path, self.training)
         y = F.layer_norm(x, (e,), self.norm2.weight, self.norm2.bias, O.LN_EPS)
-        y = O.locality_ffn(y, hw, self.fc1.weight, self.fc1.bias, self.dw.weight, self.dw.bias,
-                           self.fc2.weight, self.fc2.bias)
+        if self.moe is not None:
+            y = self.moe(y)
+        else:
+            fc1, fc2 = cast(nn.Linear, self.fc1), cast(nn.Linear, self.fc2)  # checked in __init__
+            if self.dw is None:
+                y = O.dense_ffn(y, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+            else:
+                y = O.locality_ffn(y, hw, fc1.weight, fc1.bias, self.dw.weight, self.dw.bias,
+                                   fc2.weight, fc2.bias)
         return x + O.drop_path(y, self.drop_path, self.training)
 
 
@@ -169,6 +195,7 @@ class ViTMVTNet(CheckedLoad, nn.Module):
         """2-D maps (B, E, h, w) after the chosen blocks (for detection / segmentation necks)."""
         want = set(resolve_indices(self.out_indices if out_indices is None else out_indices,
                                    len(self.blocks)))
+        reset_auxiliary(moe_layers(self))
         t, hw = self.embed(x)
         maps = {}
         for i, blk in enumerate(self.blocks):
@@ -185,6 +212,7 @@ class ViTMVTNet(CheckedLoad, nn.Module):
         return self.head(t, hw, size)
 
     def forward(self, x: Tensor) -> Tensor:
+        reset_auxiliary(moe_layers(self))
         t, hw = self.embed(x)
         for blk in self.blocks:
             t = blk(t, hw)
@@ -213,11 +241,24 @@ class MultiTaskViTMVT(CheckedLoad, nn.Module):
         """Every task's output; blocks whose modules are shared by a group of tasks run once."""
         nets = {t: self.task_model(t) for t in self.tasks}
         size = (x.shape[-2], x.shape[-1])
+        with accumulating(moe_layers(self)):  # the MoE balance losses add up over the tasks
+            groups = self._grouped_blocks(x, nets)
+        out = {}
+        for ts, h, hw in groups:
+            for t in ts:
+                out[t] = nets[t].forward_head(h, hw, size)
+        return {t: out[t] for t in self.tasks}
+
+    @staticmethod
+    def _grouped_blocks(x: Tensor, nets: dict[str, ViTMVTNet]) -> list[tuple[list[str], Tensor, tuple[int, int]]]:
+        """Tokens after the last block per group of tasks; a block whose modules a group shares
+        runs once for the group."""
         buckets: dict[tuple[int, ...], list[str]] = {}
         for t, net in nets.items():
             buckets.setdefault((id(net.stem), id(net.patch), id(net.pos)), []).append(t)
         groups = [(ts, *nets[ts[0]].embed(x)) for ts in buckets.values()]
-        for i in range(len(nets[self.tasks[0]].blocks)):
+        first = next(iter(nets.values()))
+        for i in range(len(first.blocks)):
             nxt = []
             for ts, h, hw in groups:
                 sub: dict[tuple[int, ...], list[str]] = {}
@@ -226,8 +267,4 @@ class MultiTaskViTMVT(CheckedLoad, nn.Module):
                 for sts in sub.values():
                     nxt.append((sts, nets[sts[0]].blocks[i](h, hw), hw))
             groups = nxt
-        out = {}
-        for ts, h, hw in groups:
-            for t in ts:
-                out[t] = nets[t].forward_head(h, hw, size)
-        return {t: out[t] for t in self.tasks}
+        return groups

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 from . import _genes as G
 from ._config import DEFAULT_OUTPUTS, LINEARS, PRESETS, SHARED, SPECIFIC, Arch, SpaceConfig
-from ._counting import ParamTable
+from ._counting import ParamTable, count_arch, head_params
 
 #: candidates whose parsed form a space keeps (a few hundred bytes each)
 _PARSE_MEMO = 50_000
@@ -65,6 +65,7 @@ class ViTMVTSpace(SupernetSpace):
         self.name = f"vit_mvt_{cfg.name}"
         self._table = ParamTable(cfg, tasks, self.num_outputs)
         self._memo: dict[tuple, list] = {}
+        self._extremes: dict[bool, Candidate] = {}
 
     def __repr__(self) -> str:
         return f"ViTMVTSpace({self.cfg.name!r}, tasks={self.tasks})"
@@ -83,6 +84,8 @@ class ViTMVTSpace(SupernetSpace):
 
     def _layer_genes(self, i: int, rng: random.Random) -> dict[str, Any]:
         c = self.cfg
+        if c.has_ffn_genes:
+            return self._ffn_layer_genes(i, rng)
         genes: dict[str, Any] = {G.heads_key(i): rng.choice(c.heads),
                                  G.ratio_key(i): float(rng.choice(c.mlp_ratios))}
         if self.multi:
@@ -90,6 +93,46 @@ class ViTMVTSpace(SupernetSpace):
                 for t in self.tasks:
                     genes[G.share_key(i, lin, t)] = rng.choice((SHARED, SPECIFIC))
         return genes
+
+    def _ffn_layer_genes(self, i: int, rng: random.Random) -> dict[str, Any]:
+        """Heads, FFN kind, then the kind's own genes (ratio, or experts and top-k) and the
+        sharing genes of the layer's linears."""
+        c = self.cfg
+        kind = rng.choice(c.layer_kinds(i))
+        genes: dict[str, Any] = {G.heads_key(i): rng.choice(c.heads), G.ffn_key(i): kind}
+        if kind == "moe":
+            n = rng.choice(c.num_experts)
+            genes[G.experts_key(i)] = n
+            genes[G.topk_key(i)] = rng.choice([k for k in c.top_ks if k <= n])
+        else:
+            genes[G.ratio_key(i)] = float(rng.choice(c.mlp_ratios))
+        if self.multi:
+            for lin in G.layer_linears(kind):
+                for t in self.tasks:
+                    genes[G.share_key(i, lin, t)] = rng.choice((SHARED, SPECIFIC))
+        return genes
+
+    def _complete(self, cand: Candidate, rng: random.Random,
+                  parents: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Give every layer the genes its FFN kind needs (drawn when missing) and a top-k no
+        larger than its number of experts (a parent's, if one fits, else the largest that fits)."""
+        c = self.cfg
+        for i in range(cand[G.DEPTH]):
+            fk, rk, ek, kk = G.ffn_key(i), G.ratio_key(i), G.experts_key(i), G.topk_key(i)
+            if fk not in cand:
+                cand[fk] = rng.choice(c.layer_kinds(i))
+            if cand[fk] != "moe":
+                if rk not in cand:
+                    cand[rk] = float(rng.choice(c.mlp_ratios))
+                continue
+            if ek not in cand:
+                cand[ek] = rng.choice(c.num_experts)
+            fits = [k for k in c.top_ks if k <= cand[ek]]
+            if kk not in cand:
+                cand[kk] = rng.choice(fits)
+            if cand[kk] not in fits:
+                alts = [p[kk] for p in parents if p.get(kk) in fits]
+                cand[kk] = alts[0] if alts else fits[-1]
 
     def sample(self, rng: random.Random) -> Candidate:
         """Draw depth and width uniformly, then every gene of each active layer."""
@@ -116,6 +159,8 @@ class ViTMVTSpace(SupernetSpace):
             for key, value in fresh.items():
                 if rng.random() < p_layer:
                     cand[key] = value
+        if self.cfg.has_ffn_genes:
+            self._complete(cand, rng)
         return self.canonical(cand)
 
     def can_crossover(self, a: Candidate, b: Candidate) -> bool:
@@ -128,7 +173,13 @@ class ViTMVTSpace(SupernetSpace):
             raise ArchError(f"crossover needs parents of the same depth, got {a.get(G.DEPTH)} "
                             f"and {b.get(G.DEPTH)}", key=G.DEPTH)
         ca, cb = self.canonical(a), self.canonical(b)
-        return {k: (ca[k] if rng.random() < 0.5 else cb[k]) for k in ca}
+        if not self.cfg.has_ffn_genes:
+            return {k: (ca[k] if rng.random() < 0.5 else cb[k]) for k in ca}
+        # layers of different kinds hold different genes: take each from a parent holding it
+        child = {k: (ca[k] if k in ca and (k not in cb or rng.random() < 0.5) else cb[k])
+                 for k in sorted(set(ca) | set(cb))}
+        self._complete(child, rng, parents=(ca, cb))
+        return self.canonical(child)
 
     def canonical(self, candidate: Candidate) -> Candidate:
         """Validated normal form: typed values, genes beyond the depth dropped, sharing filled
@@ -178,14 +229,34 @@ class ViTMVTSpace(SupernetSpace):
         """
         if sharing:
             candidate = {**candidate, **sharing}
+        if self.cfg.has_ffn_genes or self.cfg.budget == "active":
+            return count_arch(self.parse(candidate), self.cfg, self.tasks, self.num_outputs,
+                              active=self.cfg.budget == "active")
         try:
             return self._table.count(candidate)
         except (KeyError, TypeError, IndexError) as exc:
             self.validate(candidate)
             raise ArchError(f"cannot count parameters: {exc!r}") from exc
 
+    def count_active(self, candidate: Candidate) -> dict[str, int]:
+        """Parameters one token of each task touches ``{task: n, …, "total": largest}``: an
+        MoE layer counts its top-k experts and the task's routing (what M3ViT's per-task
+        inference reads); other layers count as in :meth:`count_params`."""
+        return count_arch(self.parse(candidate), self.cfg, self.tasks, self.num_outputs, active=True)
+
+    def count_total(self, candidate: Candidate) -> dict[str, int]:
+        """Stored parameters ``{task: n, …, "total": n}`` whatever the space's ``budget``."""
+        if self.cfg.budget == "total":
+            return self.count_params(candidate)
+        return count_arch(self.parse(candidate), self.cfg, self.tasks, self.num_outputs)
+
     def backbone_params(self, candidate: Candidate) -> int:
         """Parameters of one task's backbone (stem to final norm, no head)."""
+        if self.cfg.has_ffn_genes:
+            t = self.tasks[0]
+            arch = self.parse(candidate)
+            own = count_arch(arch, self.cfg, self.tasks, self.num_outputs)[t]
+            return own - head_params(arch.embed, self.num_outputs[t])
         try:
             return self._table.backbone(candidate)
         except (KeyError, TypeError, IndexError) as exc:
@@ -193,14 +264,65 @@ class ViTMVTSpace(SupernetSpace):
             raise ArchError(f"cannot count parameters: {exc!r}") from exc
 
     def smallest(self) -> Candidate:
-        """The smallest candidate (every choice at its minimum, everything shared)."""
+        """The smallest candidate (every choice at its minimum, everything shared; per layer
+        the FFN option with the fewest counted parameters)."""
         c = self.cfg
+        if c.has_ffn_genes:
+            return self._extreme(largest=False)
         return self._uniform(c.depths[0], c.embeds[0], c.heads[0], c.mlp_ratios[0], SHARED)
 
     def largest(self) -> Candidate:
-        """The largest candidate (every choice at its maximum, everything task-specific)."""
+        """The largest candidate (every choice at its maximum, everything task-specific; per
+        layer the FFN option with the most counted parameters)."""
         c = self.cfg
+        if c.has_ffn_genes:
+            return self._extreme(largest=True)
         return self._uniform(c.depths[-1], c.embeds[-1], c.heads[-1], c.mlp_ratios[-1], SPECIFIC)
+
+    def _ffn_options(self, i: int, largest: bool) -> list[dict[str, Any]]:
+        """The FFN genes layer ``i`` may take (top-k at its extreme for each expert count)."""
+        c = self.cfg
+        opts: list[dict[str, Any]] = []
+        for kind in c.layer_kinds(i):
+            if kind == "moe":
+                for n in c.num_experts:
+                    fits = [k for k in c.top_ks if k <= n]
+                    opts.append({G.ffn_key(i): kind, G.experts_key(i): n,
+                                 G.topk_key(i): fits[-1] if largest else fits[0]})
+            else:
+                opts += [{G.ffn_key(i): kind, G.ratio_key(i): float(r)} for r in c.mlp_ratios]
+        return opts
+
+    def _extreme(self, *, largest: bool) -> Candidate:
+        """Depth, width and heads at their extreme; each layer's FFN option chosen by its
+        exact count (counts add up per layer, so the choice per layer is exact)."""
+        if largest in self._extremes:
+            return dict(self._extremes[largest])
+        c = self.cfg
+        pick = -1 if largest else 0
+        share = SPECIFIC if largest else SHARED
+        depth = c.depths[pick]
+        cand: Candidate = {G.DEPTH: depth, G.EMBED: c.embeds[pick]}
+        for i in range(depth):
+            cand[G.heads_key(i)] = c.heads[pick]
+            cand.update(self._ffn_options(i, largest)[0])
+            if self.multi:
+                for lin in LINEARS:
+                    for t in self.tasks:
+                        cand[G.share_key(i, lin, t)] = share
+        for i in range(depth):
+            best, best_n = None, None
+            for opt in self._ffn_options(i, largest):
+                trial = {k: v for k, v in cand.items()
+                         if k not in (G.ratio_key(i), G.experts_key(i), G.topk_key(i))}
+                trial.update(opt)
+                n = self.count_params(trial)["total"]
+                if best_n is None or (n > best_n if largest else n < best_n):
+                    best, best_n = trial, n
+            assert best is not None  # every layer has at least one option
+            cand = best
+        self._extremes[largest] = self.canonical(cand)
+        return dict(self._extremes[largest])
 
     def _uniform(self, depth: int, embed: int, heads: int, ratio: float, share: str) -> Candidate:
         cand: Candidate = {G.DEPTH: depth, G.EMBED: embed}
@@ -244,10 +366,18 @@ class ViTMVTSpace(SupernetSpace):
         c = self.cfg
         out: dict[str, list[Any]] = {G.DEPTH: list(c.depths), G.EMBED: list(c.embeds)}
         for i in range(c.max_depth):
+            kinds = c.layer_kinds(i)
             out[G.heads_key(i)] = list(c.heads)
-            out[G.ratio_key(i)] = [float(r) for r in c.mlp_ratios]
+            if kinds != ("moe",):
+                out[G.ratio_key(i)] = [float(r) for r in c.mlp_ratios]
+            if c.has_ffn_genes:
+                out[G.ffn_key(i)] = list(kinds)
+            if "moe" in kinds:
+                out[G.experts_key(i)] = list(c.num_experts)
+                out[G.topk_key(i)] = list(c.top_ks)
             if self.multi:
-                for lin in LINEARS:
+                linears = LINEARS if kinds != ("moe",) else G.layer_linears("moe")
+                for lin in linears:
                     for t in self.tasks:
                         out[G.share_key(i, lin, t)] = [SHARED, SPECIFIC]
         return dict(sorted(out.items()))
@@ -256,8 +386,8 @@ class ViTMVTSpace(SupernetSpace):
 def build_space(name: str | SpaceConfig = "tiny", tasks: Sequence[str] = ("cls", "seg"), *,
                 num_outputs: Mapping[str, int] | None = None,
                 head_kinds: Mapping[str, str] | None = None) -> ViTMVTSpace:
-    """The ViT-MVT space ``"tiny"``, ``"small"`` or ``"base"`` (or a custom :class:`SpaceConfig`)
-    serving ``tasks``."""
+    """The ViT-MVT space ``"tiny"``, ``"small"`` or ``"base"``, an MoE preset (``"m3vit_small"``,
+    ``"edge_moe_tiny"``) or a custom :class:`SpaceConfig`, serving ``tasks``."""
     if isinstance(name, SpaceConfig):
         cfg = name
     elif name in PRESETS:

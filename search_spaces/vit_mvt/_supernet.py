@@ -1,7 +1,14 @@
 """The elastic ViT-MVT supernet: weight entanglement (leading slices of the largest weights)
-and layer-adaptive sharing of the qkv / proj / fc1 / fc2 linears across tasks."""
+and layer-adaptive sharing of the qkv / proj / fc1 / fc2 linears across tasks.
+
+A block's FFN half is the locality FFN, a plain MLP (``dense``, the same fc1/fc2 without the
+depthwise convolution) or an M3ViT mixture of experts (``moe``, :class:`~._moe.MoEFFN`),
+as the space's ``ffn`` genes say. ``forward_all`` runs the blocks every task computes alike
+(no MoE layer yet, every linear fixed to its shared weight) once for all tasks.
+"""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -9,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from automtl.errors import UnknownTaskError
+from automtl.errors import ArchError, UnknownTaskError
 
 from . import _genes as G
 from . import _ops as O
 from ._checkpoint import CheckedLoad
-from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, STEM_CHANNELS, Arch
+from ._config import HEAD_DIM, LINEARS, PATCH, SE_REDUCTION, STEM_CHANNELS, Arch, MoESettings
+from ._moe import MoEFFN, accumulating, reset_auxiliary
 from ._plain import Stem, head_forward, resolve_indices
 from ._space import ViTMVTSpace
 
@@ -122,13 +130,22 @@ class AdaptiveLinear(nn.Module):
 
 
 class ElasticBlock(nn.Module):
-    """One ViT-MVT block at its largest size; ``configure`` picks the active widths."""
+    """One ViT-MVT block at its largest size; ``configure`` picks the active widths and FFN kind.
+
+    ``kinds``: the FFN kinds the block may take; it holds fc1/fc2 for ``dense`` and
+    ``locality``, the depthwise convolution for ``locality`` and an elastic
+    :class:`~._moe.MoEFFN` (``experts_max`` experts of width ``moe_hidden``) for ``moe``.
+    """
 
     def __init__(self, e_max: int, h_max: int, hid_max: int, grid: int, tasks: Sequence[str], *,
-                 drop_path: float = 0.0, score_init: float = 1.0) -> None:
+                 drop_path: float = 0.0, score_init: float = 1.0,
+                 kinds: Sequence[str] = ("locality",), moe_hidden: int = 0, experts_max: int = 0,
+                 top_k: int = 1, moe_settings: MoESettings | None = None,
+                 name: str = "moe_balance") -> None:
         super().__init__()
         r_max = e_max // SE_REDUCTION
         self.grid, self.drop_path = grid, drop_path
+        self.kinds = tuple(kinds)
         self.lpu_w, self.lpu_b = _trunc(e_max, 1, 3, 3), nn.Parameter(torch.zeros(e_max))
         self.norm1_w, self.norm1_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
         self.qkv = AdaptiveLinear(e_max, 3 * HEAD_DIM * h_max, tasks, score_init=score_init)
@@ -137,24 +154,65 @@ class ElasticBlock(nn.Module):
         self.se1_w, self.se1_b = _trunc(r_max, e_max), nn.Parameter(torch.zeros(r_max))
         self.se2_w, self.se2_b = _trunc(e_max, r_max), nn.Parameter(torch.zeros(e_max))
         self.norm2_w, self.norm2_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
-        self.fc1 = AdaptiveLinear(e_max, hid_max, tasks, score_init=score_init)
-        self.dw_w, self.dw_b = _trunc(hid_max, 1, 3, 3), nn.Parameter(torch.zeros(hid_max))
-        self.fc2 = AdaptiveLinear(hid_max, e_max, tasks, score_init=score_init)
+        self.fc1: AdaptiveLinear | None = None
+        self.fc2: AdaptiveLinear | None = None
+        if any(k != "moe" for k in self.kinds):
+            self.fc1 = AdaptiveLinear(e_max, hid_max, tasks, score_init=score_init)
+        if "locality" in self.kinds:
+            self.dw_w, self.dw_b = _trunc(hid_max, 1, 3, 3), nn.Parameter(torch.zeros(hid_max))
+        if self.fc1 is not None:
+            self.fc2 = AdaptiveLinear(hid_max, e_max, tasks, score_init=score_init)
+        self.moe: MoEFFN | None = None
+        if "moe" in self.kinds:
+            self.moe = MoEFFN(e_max, moe_hidden, experts_max, top_k, tasks, moe_settings, name=name)
         self.embed, self.heads, self.hidden = e_max, h_max, hid_max
+        self.kind = self.kinds[-1] if "locality" not in self.kinds else "locality"
 
     def linears(self) -> dict[str, AdaptiveLinear]:
-        """The adaptive linears by name."""
-        return {"qkv": self.qkv, "proj": self.proj, "fc1": self.fc1, "fc2": self.fc2}
+        """The adaptive linears by name (fc1/fc2 only where a dense or locality FFN exists)."""
+        out = {"qkv": self.qkv, "proj": self.proj}
+        if self.fc1 is not None and self.fc2 is not None:
+            out.update(fc1=self.fc1, fc2=self.fc2)
+        return out
+
+    def active_linears(self) -> dict[str, AdaptiveLinear]:
+        """The adaptive linears the active FFN kind uses."""
+        lins = self.linears()
+        return lins if self.kind != "moe" else {"qkv": lins["qkv"], "proj": lins["proj"]}
+
+    def _ffn(self, name: str) -> AdaptiveLinear:
+        lin = self.fc1 if name == "fc1" else self.fc2
+        if lin is None:
+            raise ArchError(f"this block has no {name}; its FFN kinds are {list(self.kinds)}",
+                            key="ffn")
+        return lin
 
     def configure(self, embed: int, heads: int, hidden: int,
-                  modes: Mapping[str, Mapping[str, bool]]) -> None:
-        """Activate widths and the per-linear sharing decisions (``{linear: {task: shared}}``)."""
-        self.embed, self.heads, self.hidden = embed, heads, hidden
+                  modes: Mapping[str, Mapping[str, bool]], *, kind: str = "locality",
+                  experts: int = 0, top_k: int = 0) -> None:
+        """Activate widths, the FFN kind and the per-linear sharing decisions
+        (``{linear: {task: shared}}``); ``hidden`` is one expert's width for an MoE layer."""
+        if kind not in self.kinds:
+            raise ArchError(f"FFN kind {kind!r} not among this block's {list(self.kinds)}",
+                            key="ffn", value=kind)
+        self.embed, self.heads, self.hidden, self.kind = embed, heads, hidden, kind
         q = HEAD_DIM * heads
         self.qkv.configure(embed, 3 * q, modes.get("qkv", {}))
         self.proj.configure(q, embed, modes.get("proj", {}))
-        self.fc1.configure(embed, hidden, modes.get("fc1", {}))
-        self.fc2.configure(hidden, embed, modes.get("fc2", {}))
+        if kind == "moe":
+            assert self.moe is not None  # "moe" in kinds
+            self.moe.configure(embed, hidden, experts, top_k)
+            return
+        self._ffn("fc1").configure(embed, hidden, modes.get("fc1", {}))
+        self._ffn("fc2").configure(hidden, embed, modes.get("fc2", {}))
+
+    def task_invariant(self, tasks: Sequence[str]) -> bool:
+        """Whether every task computes this block alike (no MoE; each active linear fixed to
+        its shared weight for every task)."""
+        if self.kind == "moe":
+            return False
+        return all(not lin.multi or all(lin.mode.get(t) is True for t in tasks)
+                   for lin in self.active_linears().values())
 
     def _se(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         e, r = self.embed, self.embed // SE_REDUCTION
@@ -171,8 +229,14 @@ class ElasticBlock(nn.Module):
         y = O.attention(y, *self.qkv.params(task), *self.proj.params(task), bias)
         x = x + O.drop_path(O.mhse(y, *self._se()), self.drop_path, self.training)
         y = F.layer_norm(x, (e,), self.norm2_w[:e], self.norm2_b[:e], O.LN_EPS)
-        y = O.locality_ffn(y, hw, *self.fc1.params(task), self.dw_w[:hid], self.dw_b[:hid],
-                           *self.fc2.params(task))
+        if self.kind == "moe":
+            assert self.moe is not None  # configure checked the kind
+            y = self.moe(y, task)
+        elif self.kind == "dense":
+            y = O.dense_ffn(y, *self._ffn("fc1").params(task), *self._ffn("fc2").params(task))
+        else:
+            y = O.locality_ffn(y, hw, *self._ffn("fc1").params(task), self.dw_w[:hid],
+                               self.dw_b[:hid], *self._ffn("fc2").params(task))
         return x + O.drop_path(y, self.drop_path, self.training)
 
 
@@ -203,8 +267,12 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
         self.pos = _trunc(1, e_max, g, g)
         self.blocks = nn.ModuleList(
             ElasticBlock(e_max, cfg.heads[-1], hid_max, g, self.tasks,
-                         drop_path=drop_path_rate * i / max(n - 1, 1), score_init=score_init)
+                         drop_path=drop_path_rate * i / max(n - 1, 1), score_init=score_init,
+                         kinds=cfg.layer_kinds(i), moe_hidden=cfg.moe_hidden(e_max),
+                         experts_max=cfg.num_experts[-1], top_k=cfg.top_ks[0], moe_settings=cfg.moe,
+                         name=f"moe_balance.block{i}")
             for i in range(n))
+        self._moe_layers = [m for b in self.blocks if (m := cast(ElasticBlock, b).moe) is not None]
         self.norm_w, self.norm_b = nn.Parameter(torch.ones(e_max)), nn.Parameter(torch.zeros(e_max))
         self.head_w = nn.ParameterDict({t: _trunc(space.num_outputs[t], e_max) for t in self.tasks})
         self.head_b = nn.ParameterDict({t: nn.Parameter(torch.zeros(space.num_outputs[t]))
@@ -236,7 +304,10 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
                 for lin in LINEARS:
                     for t in self.tasks:
                         modes[lin][t] = parsed.shared(i, lin, t)
-            self.block(i).configure(parsed.embed, parsed.heads[i], hidden[i], modes)
+            self.block(i).configure(parsed.embed, parsed.heads[i], hidden[i], modes,
+                                    kind=parsed.kind(i),
+                                    experts=parsed.experts[i] if parsed.ffn else 0,
+                                    top_k=parsed.top_k[i] if parsed.ffn else 0)
         self.arch = parsed
 
     def arch_genes(self) -> dict[str, Any]:
@@ -244,9 +315,10 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
         return G.to_genes(self._with_decisions(self.arch), self.tasks)
 
     def _with_decisions(self, arch: Arch) -> Arch:
-        sharing = {(i, lin, t): self.block(i).linears()[lin].decision(t)
-                   for i in range(arch.depth) for lin in LINEARS for t in self.tasks}
-        return Arch(arch.embed, arch.depth, arch.heads, arch.ratios, sharing)
+        sharing = {(i, lin, t): layer.decision(t)
+                   for i in range(arch.depth) for lin, layer in self.block(i).active_linears().items()
+                   for t in self.tasks}
+        return dataclasses.replace(arch, sharing=sharing)
 
     def sharing_report(self) -> dict[str, str]:
         """Per active layer, linear and task: ``"shared"`` or ``"specific"`` (sharing genes)."""
@@ -267,10 +339,16 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
         e = self.arch.embed
         return O.patch_embed(self.stem(x), self.patch_w[:e], self.patch_b[:e], self.pos[:, :e])
 
+    def moe_layers(self) -> list[MoEFFN]:
+        """The MoE layers of the active subnet, in depth order."""
+        return [m for i in range(self.arch.depth) if self.block(i).kind == "moe"
+                and (m := self.block(i).moe) is not None]
+
     def forward_features(self, x: Tensor, task: str | None = None,
                          out_indices: Sequence[int] | None = None) -> list[Tensor]:
         """2-D maps (B, E, h, w) after the chosen blocks of the active subnet."""
         task = self._task(task)
+        reset_auxiliary(self._moe_layers)
         idx = resolve_indices(self.out_indices if out_indices is None else out_indices,
                               self.arch.depth)
         t, hw = self.embed(x)
@@ -284,18 +362,40 @@ class ViTMVTSupernet(CheckedLoad, nn.Module):
     def forward(self, x: Tensor, task: str | None = None) -> Tensor:
         """The output of ``task`` (may be omitted for a single-task supernet)."""
         task = self._task(task)
+        reset_auxiliary(self._moe_layers)
         t, hw = self.embed(x)
-        for i in range(self.arch.depth):
+        return self._finish(t, hw, 0, task, (x.shape[-2], x.shape[-1]))
+
+    def _finish(self, t: Tensor, hw: tuple[int, int], start: int, task: str,
+                size: tuple[int, int]) -> Tensor:
+        """Blocks ``start…depth-1``, the final norm and ``task``'s head."""
+        for i in range(start, self.arch.depth):
             t = self.blocks[i](t, hw, task)
         e = self.arch.embed
         t = F.layer_norm(t, (e,), self.norm_w[:e], self.norm_b[:e], O.LN_EPS)
         w = self.head_w[task][:, :e]
-        return head_forward(self.space.head_kinds[task], t, hw, (x.shape[-2], x.shape[-1]),
-                            w.contiguous(), self.head_b[task])
+        return head_forward(self.space.head_kinds[task], t, hw, size, w.contiguous(),
+                            self.head_b[task])
+
+    def shared_prefix(self) -> int:
+        """How many leading blocks every task computes alike (before the first MoE layer,
+        with every linear fixed to its shared weight): ``forward_all`` runs them once."""
+        n = 0
+        while n < self.arch.depth and self.block(n).task_invariant(self.tasks):
+            n += 1
+        return n
 
     def forward_all(self, x: Tensor) -> dict[str, Tensor]:
-        """``{task: output}`` for every task (each task runs with its own sharing gates)."""
-        return {t: self.forward(x, t) for t in self.tasks}
+        """``{task: output}`` for every task (each task runs with its own sharing gates and
+        routers); the embedding and the shared prefix of blocks run once. The MoE layers'
+        balance losses add up over the tasks."""
+        with accumulating(self._moe_layers):
+            t, hw = self.embed(x)
+            prefix = self.shared_prefix()
+            for i in range(prefix):
+                t = self.blocks[i](t, hw, self.tasks[0])
+            size = (x.shape[-2], x.shape[-1])
+            return {task: self._finish(t, hw, prefix, task, size) for task in self.tasks}
 
 
 def build_supernet(space: ViTMVTSpace, tasks: Sequence[str] | None = None, *,
