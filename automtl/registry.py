@@ -75,7 +75,7 @@ EVALUATORS = LazyRegistry("evaluator", scope=SCOPE, locations=["automtl.search.e
 FITNESS = LazyRegistry("fitness", scope=SCOPE, locations=["automtl.search.fitness"])
 #: whole models (multi-task networks) for configs and the OpenMMLab scopes
 MODELS = LazyRegistry("model", parent=MMENGINE_MODELS, scope=SCOPE,
-                  locations=["automtl.supernet.registration"])
+                  locations=["automtl.supernet.registration", "automtl.models.mlore", "automtl.cli.vit_networks"])
 
 ROOTS: dict[str, Registry] = {
     "BACKBONES": BACKBONES, "HEADS": HEADS, "DATASETS": DATASETS, "WEIGHTINGS": WEIGHTINGS,

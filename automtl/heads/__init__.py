@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from automtl.data.tasks import task_out_channels
 from automtl.heads._heads import HEADS, ASPPHead, ASPPv3Head, ConvHead, DenseHead, build_head, build_task_heads
+from automtl.heads.mlore import MLoReDecoder
+from automtl.heads.mlore_fused import FusedMLoReDecoder
 
-__all__ = ["HEADS", "DenseHead", "ASPPHead", "ASPPv3Head", "ConvHead", "build_head", "build_task_heads",
-           "task_out_channels"]
+__all__ = ["HEADS", "DenseHead", "ASPPHead", "ASPPv3Head", "ConvHead", "FusedMLoReDecoder", "MLoReDecoder",
+           "build_head", "build_task_heads", "task_out_channels"]
