@@ -1,8 +1,10 @@
 """The AutoMTL policy space: one categorical gene per weighted layer × task.
 
 Each gene ``"<layer>/<task>"`` is ``share``, ``specialize`` or ``skip`` (skip only where the
-model allows it). Parameters are the exact count of the deployed branched model,
-``MTLModel.count_params(policy)`` (shared weights counted once), so an evolutionary search
+model allows it), or ``delta`` where the model has deltas for the task on its base task
+(``MTLModel.add_deltas``; the base then shares or specializes those layers). Parameters are
+the exact count of the deployed branched model, ``MTLModel.count_params(policy)`` (shared
+weights counted once, deltas by their non-zero entries), so an evolutionary search
 can put AutoMTL policies under the same budget as ViT-MVT architectures.
 
 Example::
@@ -39,24 +41,35 @@ class PolicySearchSpace(SupernetSpace):
     Args:
         model: the multi-task supernet (its weights are inherited by every candidate).
         allow_skip: offer ``skip`` where the model allows it (False: share/specialize only).
+        allow_delta: offer ``delta`` where the model has deltas (default: when it has any).
     """
 
     name = "automtl_policy"
     best_filename = "policy.json"
 
-    def __init__(self, model: MTLModel, *, allow_skip: bool = True) -> None:
+    def __init__(self, model: MTLModel, *, allow_skip: bool = True, allow_delta: bool | None = None) -> None:
         self.model = model
         self.tasks = tuple(model.tasks)
         self.layers = tuple(model.policy_layers)
         self.allow_skip = allow_skip
+        base = getattr(model, "delta_base", None)
+        self.base: str | None = base if allow_delta is not False else None
+        if allow_delta and base is None:
+            raise ConfigError("the model has no deltas (MTLModel.add_deltas)", key="allow_delta")
         self._choices: dict[str, tuple[str, ...]] = {}
         from automtl.supernet import CHOICES
 
         for layer in self.layers:
             opts = tuple(c for c in CHOICES
                          if c != "skip" or (allow_skip and model.skip_allowed(layer)))
+            deltas = [t for t in self.tasks if self.base is not None and model.delta_allowed(layer, t)]
             for t in self.tasks:
-                self._choices[self.gene(layer, t)] = opts
+                own = opts
+                if t in deltas:
+                    own = (*opts, "delta")
+                elif deltas and t == self.base:
+                    own = tuple(c for c in opts if c != "skip")  # a delta needs the base's layer
+                self._choices[self.gene(layer, t)] = own
         self._counts: dict[tuple[str, ...], dict[str, int]] = {}
 
     @staticmethod
@@ -75,7 +88,7 @@ class PolicySearchSpace(SupernetSpace):
 
         self.validate(candidate)
         return Policy({layer: {t: candidate[self.gene(layer, t)] for t in self.tasks}
-                       for layer in self.layers})
+                       for layer in self.layers}, base=self.base)
 
     def from_policy(self, policy: Policy) -> Candidate:
         """The candidate of ``policy`` (validated against the model)."""

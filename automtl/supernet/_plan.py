@@ -4,6 +4,10 @@ A program is a list of steps ``(ref, input slots, output slot)``. It is built by
 backbone once per task and *hash-consing* every module call on ``(module, inputs)``: two tasks
 that call the same module on the same value share one step. The result is the tree of the
 branched model — it splits exactly where the tasks' computations diverge.
+
+A ``delta`` choice (:mod:`automtl.delta`) reads three slots: the task's input, and the base
+task's input and pre-norm output at that layer; the base is walked first (also when it is not
+among the requested tasks), so its steps run once and the deltas go on top.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from torch import nn
 
 from automtl.supernet._spec import BackboneSpec, UnitKey
 
-# Choice of a task at a unit: "share" | "specialize" | "skip".
+# Choice of a task at a unit: "share" | "specialize" | "skip" | "delta".
 ChoiceFn = Callable[[int, str], str]
 
 
@@ -77,8 +81,10 @@ def _release_lists(steps: list[Step], outputs: dict[str, tuple[int, ...]]) -> li
 
 
 def build_program(spec: BackboneSpec, tasks: Sequence[str], choice: ChoiceFn,
-                  share_owner: Callable[[int, str], str], proj_owner: Callable[[int, str], str]) -> Program:
-    """Program of ``tasks`` under ``choice`` (see the module docstring)."""
+                  share_owner: Callable[[int, str], str], proj_owner: Callable[[int, str], str],
+                  base: str | None = None) -> Program:
+    """Program of ``tasks`` under ``choice`` (see the module docstring); ``base`` is the base
+    task of ``delta`` choices."""
     steps: list[Step] = []
     memo: dict[tuple[UnitKey, tuple[int, ...]], int] = {}
     n_slots = [1]
@@ -94,7 +100,13 @@ def build_program(spec: BackboneSpec, tasks: Sequence[str], choice: ChoiceFn,
         return slot
 
     outputs: dict[str, tuple[int, ...]] = {}
-    for task in tasks:
+    base_io: dict[int, tuple[int, int]] = {}  # unit index -> (base input slot, base pre-norm slot)
+    order = list(tasks)
+    uses_delta = base is not None and any(choice(u.index, t) == "delta" for t in tasks for u in spec.units)
+    if uses_delta:
+        assert base is not None
+        order = [base] + [t for t in tasks if t != base]
+    for task in order:
         env: dict[str, int] = {}
         for item in spec.items:
             if item.kind == "input":
@@ -111,12 +123,21 @@ def build_program(spec: BackboneSpec, tasks: Sequence[str], choice: ChoiceFn,
                 c = choice(u.index, task)
                 if c == "share":
                     slot = emit(("common", u.name, ""), u.op, ins)
+                    if task == base:
+                        base_io[u.index] = (ins[0], slot)
                     if u.norm:
                         slot = emit(("share_norm", u.name, share_owner(u.index, task)), "norm", (slot,))
                 elif c == "specialize":
                     slot = emit(("specific", u.name, task), u.op, ins)
+                    if task == base:
+                        base_io[u.index] = (ins[0], slot)
                     if u.norm:
                         slot = emit(("spec_norm", u.name, task), "norm", (slot,))
+                elif c == "delta":
+                    b_in, b_out = base_io[u.index]
+                    slot = emit(("delta", u.name, task), u.op, (ins[0], b_in, b_out))
+                    if u.norm:
+                        slot = emit(("delta_norm", u.name, task), "norm", (slot,))
                 else:
                     slot = ins[0]
                     if u.proj is not None:
@@ -125,7 +146,8 @@ def build_program(spec: BackboneSpec, tasks: Sequence[str], choice: ChoiceFn,
                             slot = emit(("proj_norm", u.name, proj_owner(u.index, task)), "norm", (slot,))
                 env[u.out] = slot
         outputs[task] = tuple(env[o] for o in spec.outputs)
-    return Program(steps, n_slots[0], outputs)
+    program = Program(steps, n_slots[0], {t: outputs[t] for t in tasks})
+    return program.prune(tasks) if uses_delta and base not in tasks else program
 
 
 def run_program(program: Program, modules: Sequence[nn.Module], x: Any) -> dict[str, Any]:

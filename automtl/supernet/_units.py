@@ -1,12 +1,15 @@
-"""``PolicyLayer``: one weighted layer with its share / specialize / skip branches."""
+"""``PolicyLayer``: one weighted layer with its share / specialize / skip branches (and, once
+added, the sparse weight deltas of the ``delta`` choice)."""
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
 
+from automtl.delta import WeightDelta, supports_delta
 from automtl.graph.ir import Node
 from automtl.graph.layers import build_layer
 from automtl.supernet._spec import UnitSpec
@@ -36,6 +39,8 @@ class PolicyLayer(nn.Module):
     * ``specific[task]``: a task-owned copy of the weight (initialised from ``common``) and
       ``spec_norm[task]`` its norm.
     * ``proj`` / ``proj_norm``: the skip projection (``None`` where skip is the identity).
+    * ``delta[task]`` / ``delta_norm[task]``: the task's sparse weight delta on the base task's
+      weight and its norm (``None`` until :meth:`add_deltas`; old checkpoints stay loadable).
     """
 
     def __init__(self, spec: UnitSpec, tasks: Sequence[str], common: nn.Module, norm: nn.Module | None,
@@ -53,6 +58,33 @@ class PolicyLayer(nn.Module):
             self.proj = build_layer(Node("proj", op, (), dict(spec.proj_attrs)))
             if spec.proj_has_norm:
                 self.proj_norm = _norm_dict(_proj_norm(spec, norm_node), tasks, spec.proj_norm_per_task)
+        self.delta: nn.ModuleDict | None = None
+        self.delta_norm: nn.ModuleDict | None = None
+
+    # ---- deltas ------------------------------------------------------------------------------
+    def delta_capable(self) -> bool:
+        """Whether this layer can carry deltas (a linear or zero-padded 2-d convolution)."""
+        return supports_delta(self.common)
+
+    def add_deltas(self, tasks: Sequence[str], **delta_kwargs: object) -> None:
+        """Give each of ``tasks`` a zero :class:`WeightDelta` (and its own copy of the norm)."""
+        weight = cast(torch.Tensor, self.common.weight)
+        bias = cast("torch.Tensor | None", self.common.bias)
+        deltas = self.delta if self.delta is not None else nn.ModuleDict()
+        norms = self.delta_norm if self.delta_norm is not None else nn.ModuleDict()
+        for t in tasks:
+            if t in deltas:
+                continue
+            deltas[t] = WeightDelta(tuple(weight.shape), tuple(bias.shape) if bias is not None else None,
+                                    **delta_kwargs).to(weight.device)  # type: ignore[arg-type]
+            if self.share_norm is not None:
+                norms[t] = copy.deepcopy(self.share_norm[self.share_owner(t) or SHARED])
+        self.delta = deltas
+        self.delta_norm = norms if self.share_norm is not None else None
+
+    def has_delta(self, task: str) -> bool:
+        """Whether ``task`` has a delta at this layer."""
+        return self.delta is not None and task in self.delta
 
     # ---- module lookup (used by planners and the compiler) -----------------------------------
     def share_owner(self, task: str) -> str:
@@ -75,6 +107,10 @@ class PolicyLayer(nn.Module):
             return self.proj
         if kind == "proj_norm" and self.proj_norm is not None:
             return self.proj_norm[owner or SHARED]
+        if kind == "delta" and self.delta is not None:
+            return self.delta[owner]
+        if kind == "delta_norm" and self.delta_norm is not None:
+            return self.delta_norm[owner]
         raise KeyError(kind)
 
     # ---- execution --------------------------------------------------------------------------

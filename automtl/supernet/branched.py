@@ -35,9 +35,13 @@ class BranchedModel(nn.Module):
 
     @classmethod
     def build(cls, program: Program, modules: Sequence[nn.Module], heads: Mapping[str, nn.Module],
-              policy: Policy | None = None) -> BranchedModel:
-        """Copy the modules a program uses (each once) into a standalone model."""
+              policy: Policy | None = None, *, sparse_deltas: bool = False) -> BranchedModel:
+        """Copy the modules a program uses (each once) into a standalone model (delta layers
+        keep their non-zero ΔW entries only; see :func:`~automtl.supernet._deltas.deploy_copy`)."""
+        from automtl.supernet._deltas import deploy_copy
+
         copies: dict[int, nn.Module] = {}
+        memo: dict[int, Any] = {}
         layers: dict[str, nn.Module] = {}
         steps = []
         for step, module in zip(program.steps, modules):
@@ -45,7 +49,8 @@ class BranchedModel(nn.Module):
             if type(module) is nn.ReLU and module.inplace:
                 name += "__inplace"  # see inplace_relu_steps: decided per step
             if name not in layers:
-                copies.setdefault(id(module), copy.deepcopy(module))
+                if id(module) not in copies:
+                    copies[id(module)] = deploy_copy(module, memo, sparse=sparse_deltas)
                 layers[name] = copies[id(module)]
             steps.append((name, step.op, step.inputs, step.out))
         head_copies = {t: copy.deepcopy(h) for t, h in heads.items()}

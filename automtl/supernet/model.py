@@ -15,12 +15,14 @@ from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTa
 from automtl.graph.ir import Graph
 from automtl.graph.limits import check_model_size
 from automtl.graph.module import GraphModule, module_key
+from automtl.supernet._deltas import adopt_layout, bind_delta_steps
 from automtl.supernet._plan import Program, build_program, inplace_relu_steps, run_program
 from automtl.supernet._spec import BackboneSpec, UnitKey, analyse
 from automtl.supernet._units import PolicyLayer
-from automtl.supernet.policy import CHOICES, Policy
+from automtl.supernet.policy import CHOICES, DELTA, Policy
 
 if TYPE_CHECKING:
+    from automtl.delta import WeightDelta
     from automtl.supernet.branched import BranchedModel
 
 STAGES = ("pre", "mtl", "fixed", "common")
@@ -133,6 +135,7 @@ class MTLModel(nn.Module):
         self._common_policy: Policy | None = None
         self._programs: dict[Any, tuple[Program, list[nn.Module]]] = {}
         self._mixed: dict[str, list[tuple[Any, ...]]] = {}
+        self.delta_base: str | None = None  # the base task of the ``delta`` choice (add_deltas)
 
     # ---- structure --------------------------------------------------------------------------
     @property
@@ -187,6 +190,56 @@ class MTLModel(nn.Module):
         if kind == "tnorm":
             return self._norms_at(key)[owner]
         return self._unit_at(key).part(kind, owner)
+
+    # ---- deltas (the fourth choice) -----------------------------------------------------------
+    def add_deltas(self, base: str, *, tasks: Sequence[str] | None = None, layers: Sequence[str] | None = None,
+                   **delta_kwargs: Any) -> None:
+        """Let ``tasks`` (default: all but ``base``) take ``delta`` at ``layers`` (default: every
+        linear / zero-padded conv layer): each gets a zero :class:`~automtl.delta.WeightDelta`
+        on the base task's weight and its own norm. ``delta_kwargs`` go to every delta
+        (``mode``, ``init_log_alpha``, ``threshold``)."""
+        base = self._check_task(base)
+        if self.delta_base is not None and self.delta_base != base:
+            raise ModelError(f"the model's deltas are on base task '{self.delta_base}', not '{base}'")
+        subs = [self._check_task(t) for t in tasks] if tasks is not None else [t for t in self.tasks if t != base]
+        if base in subs:
+            raise ModelError(f"the base task '{base}' cannot take a delta on itself")
+        names = list(layers) if layers is not None else [u.name for u in self.spec.units
+                                                         if self.unit(u.name).delta_capable()]
+        for name in names:
+            unit = self.unit(name) if name in self.policy_layers else None
+            if unit is None:
+                raise PolicyError(f"model has no policy layer '{name}'")
+            if not unit.delta_capable():
+                raise ModelError(f"layer '{name}' ({type(unit.common).__name__}) cannot carry a delta; "
+                                 "deltas go on nn.Linear and zero-padded nn.Conv2d layers")
+            unit.add_deltas(subs, **delta_kwargs)
+        self.delta_base = base
+        self._programs.clear()
+
+    def delta_allowed(self, layer: str, task: str) -> bool:
+        """Whether ``task`` can take ``delta`` at ``layer`` (see :meth:`add_deltas`)."""
+        return layer in self.policy_layers and self.unit(layer).has_delta(task)
+
+    def weight_delta(self, layer: str, task: str) -> WeightDelta:
+        """The weight delta of ``task`` at ``layer`` (:class:`PolicyError` where it has none)."""
+        if not self.delta_allowed(layer, task):
+            raise PolicyError(f"task '{task}' has no delta at layer '{layer}' (add it with model.add_deltas)")
+        return cast("WeightDelta", self.unit(layer).part("delta", task))
+
+    def weight_deltas(self, policy: Policy | None = None) -> list[WeightDelta]:
+        """The weight deltas ``policy`` uses (every one of the model without a policy)."""
+        if policy is None:
+            return [d for key in self.units for d in (self._unit_at(key).delta or {}).values()]  # type: ignore[misc]
+        policy.validate(self)
+        return [cast("WeightDelta", self._unit_at(module_key(layer)).part("delta", t))
+                for layer in policy.layers for t, c in policy[layer].items() if c == DELTA]
+
+    def adopt_state_layout(self, state: Mapping[str, Any]) -> None:
+        """Give every weight delta the layout ``state`` saved (sparse support or dense), so a
+        state dict written after any training step loads; call before checking or loading."""
+        adopt_layout(self.units, state)
+        self._programs.clear()
 
     # ---- parameters ---------------------------------------------------------------------------
     def policy_parameters(self) -> Iterator[nn.Parameter]:
@@ -279,14 +332,15 @@ class MTLModel(nn.Module):
             self._check_task(t)
         units = self.spec.units
         rows = [policy.task_choices(t) for t in self.tasks]
-        by_task = {t: rows[self.tasks.index(t)] for t in tasks}
+        by_task = {t: rows[self.tasks.index(t)] for t in self.tasks}
         prog = build_program(
             self.spec, tasks,
             choice=lambda i, t: by_task[t][units[i].name],
             share_owner=lambda i, t: t if units[i].norm_per_task else "",
             proj_owner=lambda i, t: t if units[i].proj_norm_per_task else "",
+            base=policy.base,
         )
-        modules = [self.module_of(s.ref) for s in prog.steps]
+        modules = bind_delta_steps(prog, [self.module_of(s.ref) for s in prog.steps])
         inplace = nn.ReLU(inplace=True)
         modules = [inplace if ok else m for m, ok in zip(modules, inplace_relu_steps(prog, modules))]
         if len(self._programs) > 32:
@@ -410,14 +464,18 @@ class MTLModel(nn.Module):
         """Parameters a deployment of ``policy`` needs: per task, and ``"total"`` (shared counted once).
 
         Analytic: it sums the sizes of the modules the policy uses, without building anything,
-        and equals ``sum(p.numel() for p in model.compile(policy).parameters())``.
+        and equals ``sum(p.numel() for p in model.compile(policy).parameters())``. A ``delta``
+        counts only its non-zero ΔW entries (stored sparse) and its Δbias; a task taking deltas
+        also counts the base layers it reads.
         """
         policy.validate(self)
         sizes: dict[UnitKey, int] = {}
 
         def size(ref: UnitKey) -> int:
             if ref not in sizes:
-                sizes[ref] = sum(p.numel() for p in self.module_of(ref).parameters())
+                module = self.module_of(ref)
+                sizes[ref] = (module.nonzero() if ref[0] == "delta"  # type: ignore[operator]
+                              else sum(p.numel() for p in module.parameters()))
             return sizes[ref]
 
         used: dict[str, set[UnitKey]] = {}
@@ -426,6 +484,7 @@ class MTLModel(nn.Module):
                 self.spec, [t], choice=lambda i, task: policy.choice(self.spec.units[i].name, task),
                 share_owner=lambda i, task: task if self.spec.units[i].norm_per_task else "",
                 proj_owner=lambda i, task: task if self.spec.units[i].proj_norm_per_task else "",
+                base=policy.base,
             )
             used[t] = set(prog.refs())
         heads = {t: sum(p.numel() for p in self.heads[t].parameters()) for t in self.tasks}
@@ -433,8 +492,14 @@ class MTLModel(nn.Module):
         out["total"] = sum(size(r) for r in set().union(*used.values())) + sum(heads.values())
         return out
 
-    def compile(self, policy: Policy | None = None, *, tasks: Sequence[str] | None = None) -> BranchedModel:  # type: ignore[override]
+    def compile(self, policy: Policy | None = None, *, tasks: Sequence[str] | None = None,  # type: ignore[override]
+                sparse_deltas: bool = False) -> BranchedModel:
         """The branched network of ``policy``: a plain module, shared layers run once per group.
+
+        ``delta`` layers keep only their non-zero ΔW entries (the base path runs once); with
+        ``sparse_deltas`` they compute ``y_base + W·Δx + ΔW·x_base`` with the sparse kernels,
+        else one dense layer on ``x_base + Δx`` (faster on CPU at the densities measured in
+        BENCHMARKS.md, section ``delta``).
 
         Note: this replaces ``nn.Module.compile`` (``torch.compile``) on ``MTLModel``; call
         ``torch.compile(model)`` for that.
@@ -443,7 +508,8 @@ class MTLModel(nn.Module):
 
         policy = self._resolve_policy(policy)
         prog, modules = self._program(policy, tuple(tasks) if tasks else tuple(self.tasks))
-        return BranchedModel.build(prog, modules, {t: self.heads[t] for t in prog.outputs}, policy)
+        return BranchedModel.build(prog, modules, {t: self.heads[t] for t in prog.outputs}, policy,
+                                   sparse_deltas=sparse_deltas)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MTLModel:
         clone = self.__class__.__new__(self.__class__)

@@ -1,7 +1,10 @@
-"""``Policy``: for every policy layer and task one of share / specialize / skip (plus logits).
+"""``Policy``: for every policy layer and task one of share / specialize / skip (plus logits),
+or ``delta``: the layer of a base task plus a sparse delta (:mod:`automtl.delta`).
 
 A policy is plain data: readable JSON keyed by layer name and task, validated against the
 model it is used with, so a policy trained on one backbone cannot silently run on another.
+A policy that uses ``delta`` names its base task (``"base"`` in the JSON); three-choice
+policies read and write exactly as before.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
     import torch
 
 CHOICES: tuple[str, str, str] = ("share", "specialize", "skip")
+#: the fourth choice: the base task's layer plus a sparse delta (needs a policy ``base``)
+DELTA = "delta"
+ALL_CHOICES: tuple[str, str, str, str] = (*CHOICES, DELTA)
 FORMAT = "automtl-policy"
 VERSION = 1
 
@@ -32,6 +38,24 @@ class PolicyTarget(Protocol):
     def policy_layers(self) -> list[str]: ...
 
     def skip_allowed(self, layer: str) -> bool: ...
+
+
+def _delta_problems(policy: Policy, model: Any) -> list[str]:
+    """Where ``policy`` uses ``delta`` that ``model`` cannot run (no deltas, base skips)."""
+    if policy.base is None:
+        return []
+    allowed = getattr(model, "delta_allowed", None)
+    base_of = getattr(model, "delta_base", None)
+    if allowed is None or base_of is None:
+        return [f"the model has no delta layers (policy base '{policy.base}')"]
+    if base_of != policy.base:
+        return [f"the policy's base task is '{policy.base}' but the model's deltas are on '{base_of}'"]
+    bad = [f"{layer}/{t}" for layer in policy.layers for t, c in policy[layer].items()
+           if c == DELTA and not allowed(layer, t)]
+    if bad:
+        return [f"'delta' is not possible at (layer/task) {_few(bad)}: the model has no delta there "
+                "(add it with model.add_deltas)"]
+    return []
 
 
 def _few(names: Iterable[str], limit: int = 6) -> str:
@@ -52,6 +76,9 @@ class Policy:
     Args:
         choices: ``{layer: {task: choice}}``; layer and task order are kept.
         logits: optional ``{layer: {task: [share, specialize, skip]}}``.
+        base: the base task of ``delta`` choices (required when any choice is ``delta``); the
+            base itself shares, specializes or skips, and a task takes ``delta`` only where
+            the base does not skip.
     """
 
     def __init__(
@@ -59,19 +86,33 @@ class Policy:
         choices: Mapping[str, Mapping[str, str]],
         *,
         logits: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+        base: str | None = None,
     ) -> None:
         self.layers: tuple[str, ...] = tuple(choices)
         if not self.layers:
             raise PolicyError("a policy needs at least one layer")
         self.tasks: tuple[str, ...] = tuple(choices[self.layers[0]])
+        if base is not None and base not in self.tasks:
+            raise PolicyError(f"base task {base!r} is not among the policy's tasks {list(self.tasks)}")
+        self.base: str | None = base
+        allowed = ALL_CHOICES if base is not None else CHOICES
         rows: list[tuple[str, ...]] = []
         for layer in self.layers:
             row = choices[layer]
             if set(row) != set(self.tasks):
                 raise PolicyError(f"layer '{layer}' has tasks {sorted(row)}, expected {sorted(self.tasks)}")
             for task in self.tasks:
-                if row[task] not in CHOICES:
-                    raise PolicyError(f"layer '{layer}', task '{task}': choice {row[task]!r} is not one of {CHOICES}")
+                if row[task] == DELTA and base is None:
+                    raise PolicyError(f"layer '{layer}', task '{task}': 'delta' needs the policy's base task "
+                                      "(Policy(..., base=TASK))")
+                if row[task] not in allowed:
+                    raise PolicyError(f"layer '{layer}', task '{task}': choice {row[task]!r} is not one of {allowed}")
+            if base is not None and DELTA in row.values():
+                if row[base] == DELTA:
+                    raise PolicyError(f"layer '{layer}': the base task '{base}' cannot be a delta of itself")
+                if row[base] == "skip":
+                    raise PolicyError(f"layer '{layer}': 'delta' needs the base task '{base}' to compute the "
+                                      "layer, but it skips it")
             rows.append(tuple(row[t] for t in self.tasks))
         self._rows: tuple[tuple[str, ...], ...] = tuple(rows)
         self._index = {name: i for i, name in enumerate(self.layers)}
@@ -112,9 +153,14 @@ class Policy:
         j = self.tasks.index(task)
         return {layer: row[j] for layer, row in zip(self.layers, self._rows)}
 
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The choices this policy may hold (``delta`` only with a base task)."""
+        return ALL_CHOICES if self.base is not None else CHOICES
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """How many layers each task shares / specializes / skips."""
-        out = {t: {c: 0 for c in CHOICES} for t in self.tasks}
+        """How many layers each task shares / specializes / skips (/ takes as a delta)."""
+        out = {t: {c: 0 for c in self.choices} for t in self.tasks}
         for row in self._rows:
             for t, c in zip(self.tasks, row):
                 out[t][c] += 1
@@ -122,7 +168,8 @@ class Policy:
 
     def key(self) -> tuple[Any, ...]:
         """A hashable identity of the discrete choices (for caches)."""
-        return (self.layers, self.tasks, self._rows)
+        return (self.layers, self.tasks, self._rows) if self.base is None else \
+            (self.layers, self.tasks, self._rows, self.base)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Policy):
@@ -146,7 +193,7 @@ class Policy:
             if task not in self.tasks:
                 raise PolicyError(f"policy has no task '{task}' (tasks: {list(self.tasks)})")
             choices[layer][task] = choice
-        return Policy(choices)
+        return Policy(choices, base=self.base)
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -155,6 +202,24 @@ class Policy:
         if choice not in ("share", "specialize"):
             raise PolicyError(f"Policy.all takes 'share' or 'specialize', not {choice!r}")
         return cls({layer: {t: choice for t in model.tasks} for layer in model.policy_layers})
+
+    @classmethod
+    def delta(cls, model: PolicyTarget, base: str, *, base_choice: str = "share",
+              tasks: Sequence[str] | None = None) -> Policy:
+        """The base task takes ``base_choice`` everywhere; every other task (or those in
+        ``tasks``) takes ``delta`` wherever the model has a delta for it, else shares."""
+        if base not in model.tasks:
+            raise PolicyError(f"base task {base!r} is not among the model's tasks {list(model.tasks)}")
+        if base_choice not in ("share", "specialize"):
+            raise PolicyError(f"the base task shares or specializes, not {base_choice!r}")
+        allowed = getattr(model, "delta_allowed", None)
+        chosen = set(tasks) if tasks is not None else set(model.tasks) - {base}
+        choices = {}
+        for layer in model.policy_layers:
+            choices[layer] = {t: base_choice if t == base else
+                              DELTA if t in chosen and allowed is not None and allowed(layer, t) else "share"
+                              for t in model.tasks}
+        return cls(choices, base=base)
 
     @classmethod
     def random(cls, model: PolicyTarget, *, seed: int = 0, skip: bool = True) -> Policy:
@@ -186,7 +251,7 @@ class Policy:
         import torch
 
         self.validate(model)
-        return torch.tensor([[CHOICES.index(self.choice(layer, t)) for t in model.tasks]
+        return torch.tensor([[ALL_CHOICES.index(self.choice(layer, t)) for t in model.tasks]
                              for layer in model.policy_layers], dtype=torch.long)
 
     # ---- validation ---------------------------------------------------------------------------
@@ -212,6 +277,7 @@ class Policy:
             if bad:
                 problems.append(f"'skip' is not possible at (layer/task) {_few(bad)}: no projection "
                                 "reproduces that layer's output shape")
+            problems += _delta_problems(self, model)
         if problems:
             raise PolicyError("policy does not fit this model: " + "; ".join(problems))
         return self
@@ -223,9 +289,11 @@ class Policy:
             "format": FORMAT,
             "version": VERSION,
             "tasks": list(self.tasks),
-            "choices": list(CHOICES),
+            "choices": list(self.choices),
             "policy": {layer: self[layer] for layer in self.layers},
         }
+        if self.base is not None:
+            data["base"] = self.base
         if self.logits is not None:
             data["logits"] = self.logits
         return data
@@ -247,8 +315,11 @@ class Policy:
                 raise PolicyError(f"{source}: layer '{layer}' must map task names to choices")
             order = tasks if isinstance(tasks, list) and set(tasks) == set(row) else list(row)
             ordered[layer] = {t: row[t] for t in order}
+        base = data.get("base")
+        if base is not None and not isinstance(base, str):
+            raise PolicyError(f"{source}: key 'base' must be a task name, got {base!r}")
         try:
-            return cls(ordered, logits=data.get("logits"))
+            return cls(ordered, logits=data.get("logits"), base=base)
         except PolicyError as exc:
             raise PolicyError(f"{source}: {exc}") from None
 

@@ -21,7 +21,7 @@ from automtl.train.resume import Checkpointer, TrainingState
 
 __all__ = ["PHASES", "Cadence", "PhaseHost", "PhaseLoop", "PhaseState", "phase_offset"]
 
-PHASES = ("pre_train", "alter_train_with_reg", "post_train")
+PHASES = ("pre_train", "alter_train_with_reg", "post_train", "delta_train", "delta_support_train", "delta_act_train")
 
 StepFn = Callable[[int], "dict[str, float]"]
 

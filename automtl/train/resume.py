@@ -195,6 +195,9 @@ def check_model_state(model: Stateful, saved: Any, where: Any) -> None:
     if not isinstance(saved, Mapping):
         raise CheckpointError(f"{where}: the weights are a {type(saved).__name__}, not a state dict "
                               "(a mapping of parameter names to tensors)")
+    adopt = getattr(model, "adopt_state_layout", None)
+    if callable(adopt):  # a layout that follows the saved weights (sparse weight deltas) comes first
+        adopt(saved)
     check_state_dict(model.state_dict(), saved, where)
 
 

@@ -98,6 +98,50 @@ class SampleSettings(Section):
     baseline: Optional[Union[str, dict[str, Any]]] = None
 
 
+class DeltaSettings(Section):
+    """``delta = dict(base=…)``: delta sharing (:mod:`automtl.delta`): the base task, the target
+    density of ΔW after step 2, the inference threshold of the delta activations (per layer in
+    ``thresholds``), the policy (a JSON path; default: the base shares every layer, every other
+    task takes ``delta`` wherever it can), the layers given deltas (default: every conv / linear of
+    an ``MTLModel``; every block's attention and MLP projections of separate task networks)."""
+
+    base: str
+    density: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.1
+    threshold: NonNegFloat = 0.15
+    thresholds: Optional[dict[str, NonNegFloat]] = None
+    mask: Literal["l0", "l1"] = "l0"
+    init_log_alpha: Annotated[float, Field(strict=True)] = 2.0
+    policy: Optional[str] = None
+    layers: Optional[list[str]] = None
+
+
+class DeltaTrainSettings(_Phase):
+    """``delta_train = dict(iters=…)``: step 1, sparse weight deltas with L0 gates (or L1)."""
+
+    lr: PosFloat = 1e-3
+    l0_lambda: NonNegFloat = 0.5
+    l0_target: Optional[Annotated[float, Field(strict=True, ge=0, le=1)]] = None
+    l1_lambda: NonNegFloat = 0.01
+    gate_lr: PosFloat = 0.01
+    base_grad: bool = False
+    weights: Optional[str] = None
+
+
+class DeltaSupportSettings(_Phase):
+    """``delta_support_train = dict(iters=…)``: step 2, the support fixed at ``delta.density``."""
+
+    lr: PosFloat = 1e-3
+    base_grad: bool = False
+
+
+class DeltaActSettings(_Phase):
+    """``delta_act_train = dict(iters=…)``: step 3, L1 on the delta activations."""
+
+    lr: PosFloat = 1e-4
+    act_l1: NonNegFloat = 0.05
+    base_grad: bool = False
+
+
 class SupernetTrainSettings(Section):
     """``supernet_train = dict(steps=…)``: one-shot supernet training for search."""
 

@@ -41,7 +41,8 @@ class AuxiliaryLosses:
 
     def __init__(self, modules: Iterable[nn.Module]) -> None:
         self.modules = list(modules)
-        self.seen: dict[tuple[int, str], int] = {}
+        # the loss objects last collected, held (not their ids: a freed object's id can return)
+        self.seen: dict[tuple[int, str], torch.Tensor] = {}
         self.collect()  # what the modules hold now is stale for the next forward
 
     def collect(self) -> dict[str, torch.Tensor]:
@@ -51,9 +52,9 @@ class AuxiliaryLosses:
         for i, m in enumerate(self.modules):
             for name, value in m.auxiliary_losses().items():  # type: ignore[operator]
                 key = (i, name)
-                if self.seen.get(key) == id(value):
+                if self.seen.get(key) is value:
                     continue
-                self.seen[key] = id(value)
+                self.seen[key] = value
                 out[name if name not in out else f"{name}.{i}"] = value
         return out
 

@@ -227,6 +227,28 @@ class Trainer:
 
         return self._run(state, step, save_path, resume, eval_stage="fixed", lr=lr)
 
+    # ------------------------------------------------------------------ delta sharing (automtl.delta)
+    def delta_train(self, iters: int, lr: float = 1e-3, **kwargs: Any) -> Path:
+        """Step 1 of delta sharing: learn sparse weight deltas with L0 gates or L1
+        (:func:`automtl.train.delta_phases.delta_train`)."""
+        from automtl.train.delta_phases import delta_train
+
+        return delta_train(self, iters, lr, **kwargs)
+
+    def delta_support_train(self, iters: int, lr: float = 1e-3, **kwargs: Any) -> Path:
+        """Step 2: fix the deltas' support at ``density`` and fine-tune it
+        (:func:`automtl.train.delta_phases.delta_support_train`)."""
+        from automtl.train.delta_phases import delta_support_train
+
+        return delta_support_train(self, iters, lr, **kwargs)
+
+    def delta_act_train(self, iters: int, lr: float = 1e-4, **kwargs: Any) -> Path:
+        """Step 3: fine-tune with an L1 penalty on the delta activations; set the inference
+        thresholds (:func:`automtl.train.delta_phases.delta_act_train`)."""
+        from automtl.train.delta_phases import delta_act_train
+
+        return delta_act_train(self, iters, lr, **kwargs)
+
     # ------------------------------------------------------------------ evaluation
     def validate(self, stage: str = "mtl", hard: bool = True, *, policy: Any = None,
                  baseline: str | os.PathLike | Mapping | None = None, iteration: int | None = None,

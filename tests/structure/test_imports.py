@@ -11,8 +11,9 @@ RANK = {
     "automtl.registry": 1,
     "automtl.workdir": 2, "automtl.config": 2,
     "automtl.graph": 2, "automtl.data": 3, "automtl.backbones": 3, "automtl.heads": 4,
-    "automtl.metrics": 4, "automtl.supernet": 5, "automtl.spaces": 6, "automtl.viz": 6,
-    "search_spaces.vit_mvt": 7, "automtl.train": 7, "automtl.search": 8, "automtl.cli": 9,
+    "automtl.metrics": 4, "automtl.delta": 4, "automtl.supernet": 5, "automtl.spaces": 6, "automtl.viz": 6,
+    "search_spaces.vit_mvt": 7, "automtl.train": 7, "automtl.search": 8, "automtl.mm": 8, "automtl.models": 8,
+    "automtl.cli": 9,
     "automtl.__main__": 10, "automtl": 10, "search_spaces": 10,
 }
 
