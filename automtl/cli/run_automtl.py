@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,22 +126,12 @@ def fingerprint(plan: AutoMTLPlan, allow_changed: Sequence[str] = ()) -> Fingerp
 def run_plan(plan: AutoMTLPlan, work: Path, *, resume: bool = False, device: str | None = None,
              fingerprint: Fingerprint | None = None) -> dict[str, Any]:
     """Build data, model and trainer of a checked config and run its phases (see :func:`run_config`)."""
-    from automtl.data import build_data
     from automtl.io import atomic_write_text
-    from automtl.metrics import default_metrics
     from automtl.supernet.registration import build_model
-    from automtl.train.checkpoint import seed_everything
-    from automtl.train.losses import default_criteria
-    from automtl.train.trainer import Trainer
 
-    if env_rank() == 0:
-        dump_config({**plan.raw, "seed": plan.seed}, work / "config.py")
-    seed_everything(plan.seed)
-    train, val = build_data(plan.data, plan.tasks, seed=plan.seed)
-    model: Any = build_model(plan.model, plan.tasks)  # an MTLModel unless the config names another
-    metrics = default_metrics(plan.tasks, num_classes=plan.model.get("num_classes"))
-    trainer = Trainer(model, train, val, default_criteria(plan.tasks), metrics, work_dir=work,
-                      seed=plan.seed, device=device, fingerprint=fingerprint, **plan.trainer.kwargs())
+    # an MTLModel unless the config names another
+    model, trainer, val, metrics = start_run(plan, work, lambda: build_model(plan.model, plan.tasks),
+                                             device=device, fingerprint=fingerprint)
     out: dict[str, Any] = {"tasks": plan.tasks, "seed": plan.seed}
     try:
         out.update(run_phases(plan, trainer, model, val, metrics, work, resume=resume))
@@ -150,6 +140,29 @@ def run_plan(plan: AutoMTLPlan, work: Path, *, resume: bool = False, device: str
     if trainer.dist.is_main:
         atomic_write_text(work / "results.json", json.dumps(out, indent=2, default=str))
     return out
+
+
+def start_run(plan: Any, work: Path, build_model: Callable[[], Any], *, device: str | None,
+              fingerprint: Fingerprint | None) -> tuple[Any, Any, Any, Any]:
+    """What every trainer-driven config run does first: write the resolved config, seed, build the
+    data, the model (``build_model()``, after seeding) and its Trainer → ``(model, trainer, val
+    loaders, metrics)``. ``plan`` is a checked config (``raw``, ``seed``, ``tasks``, ``data``,
+    ``model``, ``trainer``)."""
+    from automtl.data import build_data
+    from automtl.metrics import default_metrics
+    from automtl.train.checkpoint import seed_everything
+    from automtl.train.losses import default_criteria
+    from automtl.train.trainer import Trainer
+
+    if env_rank() == 0:
+        dump_config({**plan.raw, "seed": plan.seed}, work / "config.py")
+    seed_everything(plan.seed)
+    train, val = build_data(plan.data, plan.tasks, seed=plan.seed)
+    model = build_model()
+    metrics = default_metrics(plan.tasks, num_classes=plan.model.get("num_classes"))
+    trainer = Trainer(model, train, val, default_criteria(plan.tasks), metrics, work_dir=work,
+                      seed=plan.seed, device=device, fingerprint=fingerprint, **plan.trainer.kwargs())
+    return model, trainer, val, metrics
 
 
 def run_phases(plan: AutoMTLPlan, trainer: Any, model: Any, val: Any, metrics: Any, work: Path, *,

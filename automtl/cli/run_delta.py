@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from automtl.checks import check_seed
-from automtl.config import check_top_level, dump_config, load_config, plain, validate
-from automtl.train.distributed import env_rank, lock_main_work_dir
+from automtl.config import check_top_level, load_config, plain, validate
+from automtl.train.distributed import lock_main_work_dir
 from automtl.train.fingerprint import AUTOMTL_MAY_CHANGE, Fingerprint
 from automtl.train.settings import (
     DeltaActSettings,
@@ -167,23 +167,19 @@ def _networks_with_deltas(model: Any, base: str, layers: list[str] | None, kwarg
 def run_delta_plan(plan: DeltaPlan, work: Path, *, resume: bool = False, device: str | None = None,
                    fingerprint: Fingerprint | None = None) -> dict[str, Any]:
     """Build data, model and trainer of a checked delta config, run its steps, evaluate."""
-    from automtl.data import build_data
+    from automtl.cli.run_automtl import start_run
     from automtl.delta import delta_density
     from automtl.io import atomic_write_text
-    from automtl.metrics import default_metrics
-    from automtl.train.checkpoint import seed_everything
     from automtl.train.delta_phases import set_thresholds
-    from automtl.train.losses import default_criteria
-    from automtl.train.trainer import Trainer
 
-    if env_rank() == 0:
-        dump_config({**plan.raw, "seed": plan.seed}, work / "config.py")
-    seed_everything(plan.seed)
-    train, val = build_data(plan.data, plan.tasks, seed=plan.seed)
-    model, policy = build_delta_model(plan)
-    metrics = default_metrics(plan.tasks, num_classes=plan.model.get("num_classes"))
-    trainer = Trainer(model, train, val, default_criteria(plan.tasks), metrics, work_dir=work,
-                      seed=plan.seed, device=device, fingerprint=fingerprint, **plan.trainer.kwargs())
+    built: dict[str, Any] = {}
+
+    def build() -> Any:
+        built["model"], built["policy"] = build_delta_model(plan)
+        return built["model"]
+
+    model, trainer, val, metrics = start_run(plan, work, build, device=device, fingerprint=fingerprint)
+    policy = built["policy"]
     d = plan.delta
     try:
         if trainer.dist.is_main:

@@ -115,6 +115,9 @@ class MMMultiTaskModel(BaseModel):
         init_cfg: mmengine initialisation config.
     """
 
+    #: it adds its backbone's auxiliary losses to its loss dict itself (see the runner)
+    collects_auxiliary_losses = True
+
     def __init__(self, backbone: Mapping[str, Any] | nn.Module, tasks: Mapping[str, Mapping[str, Any]],
                  scopes: Mapping[str, str] | None = None, loss_weights: Mapping[str, float] | None = None,
                  init_cfg: dict | list[dict] | None = None, data_preprocessor: Any = None) -> None:

@@ -226,6 +226,29 @@ def _build_runner(cfg: Any, path: str) -> Any:
                           path=path) from exc
 
 
+def attach_auxiliary_losses(model: Any) -> int:
+    """Make a single-task OpenMMLab model's ``loss()`` also return the auxiliary losses its
+    sub-modules report (``auxiliary_losses()``, e.g. M3ViT's MoE balance losses) as
+    ``aux_loss.<name>`` — mmengine sums every ``*loss*`` entry. Returns how many modules report
+    them (0: the model is left as it is). The multi-task model collects its own."""
+    from automtl.train.steps import AuxiliaryLosses, auxiliary_loss_modules
+
+    net = model.module if hasattr(model, "module") else model
+    modules = [m for m in auxiliary_loss_modules(net) if m is not net]
+    if not modules or getattr(net, "collects_auxiliary_losses", False):
+        return 0
+    collector = AuxiliaryLosses(modules)
+    inner_loss = net.loss
+
+    def loss(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        losses = dict(inner_loss(*args, **kwargs))
+        losses.update({f"aux_loss.{k}": v for k, v in collector.collect().items()})
+        return losses
+
+    net.loss = loss
+    return len(modules)
+
+
 def _common(cfg: Any, *, work_dir: str, launcher: str, seed: int | None) -> None:
     if launcher not in ("none", "pytorch", "slurm", "mpi"):
         raise ConfigError("unknown launcher; use none, pytorch, slurm or mpi", key="--launcher", value=launcher)
@@ -269,6 +292,7 @@ def train_mm(config: str, *, work_dir: str, resume: bool = False, amp: bool = Fa
     _install_io()
     with lock_main_work_dir(work_dir, purpose="tools/train.py (OpenMMLab)"):
         runner = _build_runner(cfg, config)
+        attach_auxiliary_losses(runner.model)
         runner.train()
         last = Path(work_dir) / "last_checkpoint"
         metrics = runner.message_hub.log_scalars
