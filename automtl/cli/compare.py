@@ -113,6 +113,15 @@ def _trainer(s: CompareSettings, model: Any, tasks: list[str], train: dict, val:
                    print_iters=50, progress=progress)
 
 
+#: the demo's training recipe, tuned on the synthetic scenes before AutoMTL's published
+#: optimiser defaults became the Trainer's (those are sized for DeepLab-ResNet34 on real data:
+#: with them the quick demo's AutoMTL fell below hard sharing): Adam everywhere, no weight
+#: decay, constant rates, the regulariser with sharpness 1 over the policy-layer index
+DEMO_WEIGHTS: dict[str, Any] = {"optimizer": {"type": "Adam"}, "weight_decay": 0.0}
+DEMO_POLICY_TRAIN: dict[str, Any] = {**DEMO_WEIGHTS, "policy_optimizer": {"type": "Adam"},
+                                     "policy_weight_decay": 0.0, "reg_sharpness": 1.0, "reg_depth": "index"}
+
+
 def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, progress: bool = True,
                    say: Callable[[str], None] = print) -> Comparison:
     """Train single-task baselines, hard sharing and AutoMTL; evaluate all on the test split."""
@@ -136,7 +145,7 @@ def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, pr
         model = _model(s, [t])
         tr = _trainer(s, model, [t], train, val, work / "single" / t, progress)
         policy = Policy.all(model, "share")
-        tr.post_train(s.baseline_iters, s.lr, reload=policy)
+        tr.post_train(s.baseline_iters, s.lr, reload=policy, decay_lr_freq=None, **DEMO_WEIGHTS)
         single_test[t] = tr.validate("fixed", loaders=test)[t]
         single_val[t] = tr.validate("fixed")[t]
         single_params += model.count_params(policy)["total"]
@@ -155,7 +164,7 @@ def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, pr
     model = _model(s, tasks)
     tr = _trainer(s, model, tasks, train, val, work / "hard_sharing", progress)
     share = Policy.all(model, "share")
-    tr.post_train(s.baseline_iters, s.lr, reload=share)
+    tr.post_train(s.baseline_iters, s.lr, reload=share, decay_lr_freq=None, **DEMO_WEIGHTS)
     res = tr.validate("fixed", loaders=test)
     tr.close()
     rows.append(MethodResult("hard sharing", model.count_params(share)["total"], res, baseline.delta(res),
@@ -167,14 +176,14 @@ def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, pr
     t0 = time.time()
     model = _model(s, tasks)
     tr = _trainer(s, model, tasks, train, val, work / "automtl", progress)
-    tr.pre_train(s.pre_iters, s.lr)
+    tr.pre_train(s.pre_iters, s.lr, **DEMO_WEIGHTS)
     tr.alter_train_with_reg(s.alter_iters, s.policy_network_iters, policy_lr=s.policy_lr, network_lr=s.lr,
-                            loss_lambda={"policy": s.policy_lambda})
+                            loss_lambda={"policy": s.policy_lambda}, **DEMO_POLICY_TRAIN)
     report = choose_policy(model, s.n_policies, seed=s.seed, budget=s.budget, val_loaders=val,
                            metrics=default_metrics(tasks), baseline=val_baseline, device=tr.device,
                            include_argmax=s.include_argmax)
     paths = write_choice(report, work / "automtl")
-    tr.post_train(s.post_iters, s.lr, reload=report.chosen.policy)
+    tr.post_train(s.post_iters, s.lr, reload=report.chosen.policy, decay_lr_freq=None, **DEMO_WEIGHTS)
     res = tr.validate("fixed", loaders=test)
     tr.close()
     rows.append(MethodResult("AutoMTL", report.chosen.params, res, baseline.delta(res), time.time() - t0,
@@ -185,7 +194,7 @@ def run_comparison(settings: CompareSettings, work_dir: str | os.PathLike, *, pr
         t0 = time.time()
         model = _model(s, tasks)
         tr = _trainer(s, model, tasks, train, val, work / "hard_sharing_matched", progress)
-        tr.post_train(steps, s.lr, reload=Policy.all(model, "share"))
+        tr.post_train(steps, s.lr, reload=Policy.all(model, "share"), decay_lr_freq=None, **DEMO_WEIGHTS)
         res = tr.validate("fixed", loaders=test)
         tr.close()
         shared_params = model.count_params(Policy.all(model, "share"))["total"]

@@ -14,8 +14,11 @@ Layouts (paths relative to ``root``):
   (19 classes), depth_zbuffer.
 - ``NYUv2`` (AdaShare/AutoMTL 3-task): ``nyu_v2_3task.json`` = ``{split: [[img, seg, normal,
   depth], ...]}``: image ``.png`` (RGB), seg ``.png`` (40 classes, 255 = ignore), normal
-  ``.png`` (``n = 2·v/255 − 1``; pixels whose largest channel is 255 are invalid, as in
-  AutoMTL), depth ``.npy`` (metres, 0 = invalid). AutoMTL keeps this json under
+  ``.png`` (``n = 2·v/255 − 1`` of the R, G, B channels; pixels whose largest channel is 255
+  are invalid, as in AutoMTL), depth ``.npy`` (metres, 0 = invalid). ``encoding="automtl"``
+  decodes the normals as AutoMTL's loader does instead: the file's channels in OpenCV's
+  order (B, G, R) and the raw 0–255 vector scaled to unit length (its targets differ from
+  the standard ones by tens of degrees, so use it to compare with AutoMTL's tables). AutoMTL keeps this json under
   ``data/utils/``; copy it into ``root`` (or pass ``index=``).
 - ``Taskonomy`` (AdaShare/AutoMTL tiny split): ``taskonomy.json`` = ``{split: [[rgb, seg,
   normal, depth, keypoints2d, edge_texture], ...]}`` with paths relative to ``root/train``
@@ -136,11 +139,13 @@ class RealDataset(Dataset):
     split_dir: str | None = None
     #: splits to evaluate on, in order of preference (the first the index has is the default)
     eval_splits: tuple[str, ...] = ("val",)
+    #: target encodings this set offers (``encoding=``); the first is the default
+    encodings: tuple[str, ...] = ("standard",)
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Sequence[str] | None = None, *,
                  size: int | Sequence[int] | None = None, flip: bool = False, check: str = "first",
                  index: str | os.PathLike | None = None, crop: int | Sequence[int] | None = None,
-                 scale: Sequence[float] | None = None) -> None:
+                 scale: Sequence[float] | None = None, encoding: str = "standard") -> None:
         self.root = Path(root)
         self.split = split
         self.tasks = tuple(tasks) if tasks is not None else self.tasks_available
@@ -150,6 +155,10 @@ class RealDataset(Dataset):
                               key="tasks")
         if check not in ("first", "all", "none"):
             raise ConfigError("check must be 'first', 'all' or 'none'", key="check", value=check)
+        if encoding not in self.encodings:
+            raise ConfigError(f"{self.name} offers the target encodings {list(self.encodings)}",
+                              key="encoding", value=encoding)
+        self.encoding = encoding
         self.size = pair(size, key="size")
         self.crop = pair(crop, key="crop")
         self.scale = _scale_range(scale)
@@ -327,6 +336,7 @@ class NYUv2(RealDataset):
     num_classes = 40
     index_name = "nyu_v2_3task.json"
     eval_splits = ("test",)  # AutoMTL's index: train, train1, train2, test
+    encodings = ("standard", "automtl")
 
     def _index(self) -> list[dict[str, Path]]:
         return [{"image": self.root / img, "segment_semantic": self.root / seg, "normal": self.root / nrm,
@@ -342,7 +352,10 @@ class NYUv2(RealDataset):
             return seg
         if key == "normal":
             raw = _png(s[key]).astype(np.float32)[..., :3]
-            return _unit(2 * raw / 255 - 1, raw.max(axis=2) < 255)
+            valid = raw.max(axis=2) < 255
+            if self.encoding == "automtl":  # AutoMTL: cv2.imread (B, G, R), then normalize(raw)
+                return _unit(raw[..., ::-1], valid)
+            return _unit(2 * raw / 255 - 1, valid)
         d = _npy(s[key]).astype(np.float32)
         d = d.reshape(d.shape[:2])
         return np.where(np.isfinite(d) & (d > 0), d, 0.0)[None]
@@ -526,19 +539,24 @@ def real_loaders(dataset: str | type[RealDataset], tasks: Sequence[str] | None, 
                  val_size: int | Sequence[int] | None = None, crop: int | Sequence[int] | None = None,
                  scale: Sequence[float] | None = None, flip: bool = True, seed: int = 0,
                  train_split: str = "train", val_split: str | None = None, num_workers: int = 0,
-                 check: str = "first") -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
+                 check: str = "first", encoding: str = "standard",
+                 ) -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
     """Per-task ``(train_loaders, val_loaders)`` of a real set, in the synthetic batch format.
 
     ``size`` resizes both splits (``val_size``, when given, the validation split instead);
     ``scale``, ``flip`` and ``crop`` augment the train split only. ``val_split`` defaults to
     the set's evaluation split (:attr:`RealDataset.eval_splits`: ``test`` for NYUv2 and
     CityScapes, ``test_small`` for Taskonomy where the index has it, ``val`` otherwise).
+    ``encoding`` picks the target encoding (:attr:`RealDataset.encodings`: ``"standard"``, or
+    ``"automtl"`` for AutoMTL's NYUv2 normals).
     """
     cls = real_set(dataset)
     if val_split is None:
         val_split = cls.default_eval_split(data_root)
-    train = cls(data_root, train_split, tasks, size=size, crop=crop, scale=scale, flip=flip, check=check)
-    val = cls(data_root, val_split, tasks, size=val_size if val_size is not None else size, check=check)
+    train = cls(data_root, train_split, tasks, size=size, crop=crop, scale=scale, flip=flip, check=check,
+                encoding=encoding)
+    val = cls(data_root, val_split, tasks, size=val_size if val_size is not None else size, check=check,
+              encoding=encoding)
     return task_loaders(train, val, batch_size=batch_size, seed=seed, num_workers=num_workers)
 
 
@@ -547,8 +565,10 @@ def make_real_loaders(name: str, root: str | os.PathLike, tasks: Sequence[str] |
                       train_split: str = "train", val_split: str | None = None, num_workers: int = 0,
                       check: str = "first", val_size: int | Sequence[int] | None = None,
                       crop: int | Sequence[int] | None = None, scale: Sequence[float] | None = None,
-                      flip: bool = True) -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
+                      flip: bool = True, encoding: str = "standard",
+                      ) -> tuple[dict[str, DataLoader], dict[str, DataLoader]]:
     """:func:`real_loaders` of the set named ``name`` (``"nyuv2"``, ``"cityscapes"`` …) under ``root``."""
     return real_loaders(real_set(name), tasks, data_root=root, batch_size=batch_size, size=size,
                         val_size=val_size, crop=crop, scale=scale, flip=flip, seed=seed,
-                        train_split=train_split, val_split=val_split, num_workers=num_workers, check=check)
+                        train_split=train_split, val_split=val_split, num_workers=num_workers, check=check,
+                        encoding=encoding)

@@ -32,11 +32,11 @@ def _real_builder(cls: type[RealDataset]) -> Callable[..., Loaders]:
                 size: int | Sequence[int] | None = None, val_size: int | Sequence[int] | None = None,
                 crop: int | Sequence[int] | None = None, scale: Sequence[float] | None = None,
                 flip: bool = True, seed: int = 0, train_split: str = "train", val_split: str | None = None,
-                num_workers: int = 0, check: str = "first") -> Loaders:
+                num_workers: int = 0, check: str = "first", encoding: str = "standard") -> Loaders:
         return real_loaders(cls, tasks, data_root=data_root, batch_size=batch_size, size=size,
                             val_size=val_size, crop=crop, scale=scale, flip=flip, seed=seed,
                             train_split=train_split, val_split=val_split, num_workers=num_workers,
-                            check=check)
+                            check=check, encoding=encoding)
 
     builder.__name__ = builder.__qualname__ = cls.__name__
     builder.__doc__ = f"Per-task loaders of {cls.__name__} under ``data_root`` ({cls.__doc__})"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTaskError
+from automtl.errors import ConfigError, HeadMismatchError, ModelError, PolicyError, UnknownTaskError
 from automtl.graph.ir import Graph
 from automtl.graph.limits import check_model_size
 from automtl.graph.module import GraphModule, module_key
@@ -58,6 +58,17 @@ def _load_backbone(backbone: Any, input_shape: Sequence[int] | None) -> tuple[Gr
     return graph, source
 
 
+def _longest_path_coef(graph: Graph, names: Sequence[str]) -> torch.Tensor:
+    """``(D − d)/D`` of each named node: ``d`` its longest-path depth from an input (inputs at
+    0, each node one more than its deepest input), ``D`` the deepest node's (AutoMTL's
+    ``node.depth`` and ``max_node_depth``)."""
+    depth: dict[str, int] = {}
+    for node in graph:  # graphs are kept in topological order
+        depth[node.name] = 1 + max((depth[src] for src in node.inputs), default=-1)
+    top = max(depth.values(), default=0) or 1
+    return torch.tensor([(top - depth[n]) / top for n in names], dtype=torch.float32)
+
+
 def _head_input(head: nn.Module) -> tuple[str, int] | None:
     """("channels"|"features", n) of the first convolution / linear layer of a head."""
     for m in head.modules():
@@ -91,6 +102,7 @@ class MTLModel(nn.Module):
     """
 
     _skip_ok: torch.Tensor  # buffer: whether skip is allowed, per policy layer
+    _depth_coef: torch.Tensor  # buffer: the regulariser's (D - depth) / D, per policy layer
 
     def __init__(self, backbone: Any, heads: Mapping[str, nn.Module], *, bn_per_task: bool = True,
                  input_shape: Sequence[int] | None = None) -> None:
@@ -130,6 +142,8 @@ class MTLModel(nn.Module):
         self.logits = nn.Parameter(torch.zeros(n_layers, len(tasks), len(CHOICES)))
         skip_ok = torch.tensor([u.skip_ok for u in self.spec.units])
         self.register_buffer("_skip_ok", skip_ok, persistent=False)
+        self.register_buffer("_depth_coef", _longest_path_coef(graph, [u.name for u in self.spec.units]),
+                             persistent=False)
         self._skip_list = [u.skip_ok for u in self.spec.units]
         self._policy: Policy | None = None
         self._common_policy: Policy | None = None
@@ -296,22 +310,30 @@ class MTLModel(nn.Module):
     def policy(self) -> Policy | None:
         return self._policy
 
-    def policy_regularizer(self, *, sharpness: float = 1.0, weights: tuple[float, float] = (1.0, 1.0),
-                           depth_weighted: bool = True, tasks: Sequence[str] | None = None) -> torch.Tensor:
-        """AutoMTL's regulariser, pushing low layers towards *share* (DESIGN §3).
+    def policy_regularizer(self, *, sharpness: float = 6.0, weights: tuple[float, float] = (1.0, 1.0),
+                           depth_weighted: bool = True, depth: str = "graph",
+                           tasks: Sequence[str] | None = None) -> torch.Tensor:
+        """AutoMTL's regulariser ("design 3"), pushing low layers towards *share* (DESIGN §3).
 
         ``Σ_t Σ_l c_l · [w₁·softplus(s(g₁−g₀)) + w₂·softplus(s(g₂−g₀))]`` with logits
-        ``g = (share, specialize, skip)``, ``c_l = (D − l)/D`` (or 1 without depth weighting),
-        ``s = sharpness``; the skip term is left out where skip is not allowed.
+        ``g = (share, specialize, skip)`` and ``s = sharpness`` (AutoMTL's policy steps use 6);
+        the skip term is left out where skip is not allowed. ``c_l = (D − d_l)/D`` with ``d_l``
+        the layer's longest-path depth from the input in the backbone graph and ``D`` the
+        graph's (AutoMTL's ``max_node_depth``); ``depth="index"``: ``d_l`` the layer's index
+        among the policy layers and ``D`` their number; ``c_l = 1`` without depth weighting.
         """
         logits = self._checked_logits()
         if tasks is not None:
             logits = logits[:, [self.tasks.index(self._check_task(t)) for t in tasks]]
-        depth = logits.shape[0]
-        if depth_weighted:
-            coef = (depth - torch.arange(depth, device=logits.device, dtype=logits.dtype)) / depth
+        n = logits.shape[0]
+        if depth not in ("graph", "index"):
+            raise ConfigError("must be 'graph' or 'index'", key="depth", value=depth)
+        if depth_weighted and depth == "graph":
+            coef = self._depth_coef.to(device=logits.device, dtype=logits.dtype)
+        elif depth_weighted:
+            coef = (n - torch.arange(n, device=logits.device, dtype=logits.dtype)) / n
         else:
-            coef = torch.ones(depth, device=logits.device, dtype=logits.dtype)
+            coef = torch.ones(n, device=logits.device, dtype=logits.dtype)
         g0 = logits[..., 0]
         spec = F.softplus(sharpness * (logits[..., 1] - g0)) * weights[0]
         skip = F.softplus(sharpness * (logits[..., 2] - g0)) * weights[1] * self._skip_ok.view(-1, 1).to(logits.dtype)

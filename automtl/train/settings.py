@@ -51,23 +51,40 @@ class _Phase(Section):
     weight_decay: NonNegFloat = 0.0
 
 
+#: an optimiser spec, ``dict(type="Adam" | "AdamW" | "SGD", **torch kwargs)`` (see
+#: :func:`automtl.train.optim.build_optimizer`); ``None``: AutoMTL's optimiser of the phase
+OptimizerSpec = Optional[dict[str, Any]]
+
+
 class PreTrainSettings(_Phase):
-    """``pre_train = dict(iters=…, lr=…)``: every branch trained (stage ``pre``)."""
+    """``pre_train = dict(iters=…, lr=…)``: every branch trained (stage ``pre``); AutoMTL's
+    optimiser by default (Adam, betas (0.5, 0.999), weight decay 1e-4)."""
 
     lr: PosFloat = 1e-3
+    weight_decay: NonNegFloat = 1e-4
+    optimizer: OptimizerSpec = None
 
 
 class PolicyTrainSettings(_Phase):
-    """``alter_train_with_reg = dict(…)``: alternating policy and network steps."""
+    """``alter_train_with_reg = dict(…)``: alternating policy and network steps; AutoMTL's
+    optimisers by default (weights: SGD, momentum 0.9, weight decay 1e-4; policy: Adam, weight
+    decay 5e-4) and the regulariser's sharpness and term weights (``None``: the model's
+    defaults, AutoMTL's sharpness 6 for ``MTLModel``)."""
 
     policy_network_iters: tuple[PosInt, PosInt] = (100, 400)
     policy_lr: PosFloat = 0.01
     network_lr: PosFloat = 1e-4
+    weight_decay: NonNegFloat = 1e-4
+    optimizer: OptimizerSpec = None
+    policy_optimizer: OptimizerSpec = None
+    policy_weight_decay: NonNegFloat = 5e-4
+    reg_sharpness: Optional[PosFloat] = None
+    reg_weights: Optional[tuple[NonNegFloat, NonNegFloat]] = None
     init_tau: PosFloat = 5.0
     tau_decay: Rate = 0.965
     tau_decay_every: Optional[PosInt] = None
 
-    @field_validator("policy_network_iters", mode="before")
+    @field_validator("policy_network_iters", "reg_weights", mode="before")
     @classmethod
     def _pair(cls, value: Any) -> Any:
         if isinstance(value, list):
@@ -76,9 +93,14 @@ class PolicyTrainSettings(_Phase):
 
 
 class PostTrainSettings(_Phase):
-    """``post_train = dict(iters=…, lr=…)``: the sampled policy trained as a fixed network."""
+    """``post_train = dict(iters=…, lr=…)``: the sampled policy trained as a fixed network;
+    AutoMTL's optimiser by default (Adam, betas (0.5, 0.999), weight decay 1e-4, the rate
+    halved every 4000 iterations)."""
 
     lr: PosFloat = 1e-3
+    weight_decay: NonNegFloat = 1e-4
+    decay_lr_freq: Optional[PosInt] = 4000
+    optimizer: OptimizerSpec = None
     weights: Optional[str] = None
 
 

@@ -103,14 +103,15 @@ class StepRunner:
         return {**{f"loss/{t}": v for t, v in values.items()}, **self._aux_logs()}
 
     def policy_step(self, state: TrainingState, lambdas: Mapping[str, float], reg_weight: float,
-                    kw: Mapping[str, Any], it: int) -> dict[str, float]:
+                    kw: Mapping[str, Any], it: int, reg_kwargs: Mapping[str, Any] | None = None,
+                    ) -> dict[str, float]:
         """One step of the ``policy`` optimiser on the logits with ``policy`` stream batches:
-        Σ λ_t L_t + ``reg_weight`` · the policy regulariser."""
+        Σ λ_t L_t + ``reg_weight`` · the policy regulariser (called with ``reg_kwargs``)."""
         opt = state.optimizers["policy"]
         opt.zero_grad(set_to_none=True)
         losses = self.task_losses(state.streams["policy"], kw)
         values = self.check_losses(losses, state, it)
-        reg = self.model.policy_regularizer()
+        reg = self.model.policy_regularizer(**(reg_kwargs or {}))
         total = sum(lambdas[t] * losses[t] for t in self.tasks) + reg_weight * reg
         total = total + sum(self.aux.values())
         total.backward()

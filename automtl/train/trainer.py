@@ -26,7 +26,7 @@ from automtl.train.distributed import broadcast_module, init_distributed
 from automtl.train.evaluation import as_baseline
 from automtl.train.fingerprint import Fingerprint
 from automtl.train.monitor import RunMonitor
-from automtl.train.optim import adam, step_lr
+from automtl.train.optim import AUTOMTL_OPTIMIZERS, build_optimizer, step_lr
 from automtl.train.phases import PHASES, Cadence, PhaseLoop, PhaseState
 from automtl.train.protocols import build_loss_weighting, check_model
 from automtl.train.resume import Checkpointer, load_model_state
@@ -133,13 +133,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ phases
     def pre_train(self, iters: int, lr: float = 1e-3, *, save_path: str | os.PathLike | None = None,
-                  decay_lr_freq: int | None = None, decay_lr_rate: float = 0.5, weight_decay: float = 0.0,
-                  loss_lambda: Mapping[str, float] | None = None, resume: bool = False) -> Path:
-        """Train the shared weights with every branch active (stage ``pre``); returns the weights file."""
+                  decay_lr_freq: int | None = None, decay_lr_rate: float = 0.5, weight_decay: float = 1e-4,
+                  loss_lambda: Mapping[str, float] | None = None, optimizer: Mapping[str, Any] | None = None,
+                  resume: bool = False) -> Path:
+        """Train the shared weights with every branch active (stage ``pre``); returns the weights file.
+
+        ``optimizer`` (a :func:`~automtl.train.optim.build_optimizer` spec) defaults to AutoMTL's:
+        Adam, betas (0.5, 0.999), with ``weight_decay`` 1e-4."""
         lambdas = loss_lambdas(loss_lambda, self.tasks)
         stepper = self._stepper()
         state = self._phase("pre_train", iters)
-        state.optimizers["network"] = adam(stepper.weight_params(), lr, weight_decay, stepper.weighting_params())
+        state.optimizers["network"] = build_optimizer(
+            stepper.weight_params(), optimizer or AUTOMTL_OPTIMIZERS["pre_train"], lr=lr,
+            weight_decay=weight_decay, extra=stepper.weighting_params(), key="pre_train.optimizer")
         state.schedulers["network"] = step_lr(state.optimizers["network"], decay_lr_freq, decay_lr_rate, iters)
         state.streams["train"] = self._streams("train")
 
@@ -154,7 +160,11 @@ class Trainer:
                              save_path: str | os.PathLike | None = None, init_tau: float = 5.0,
                              tau_decay: float = 0.965, tau_decay_every: int | None = None,
                              decay_lr_freq: int | None = None, decay_lr_rate: float = 0.5,
-                             weight_decay: float = 0.0, resume: bool = False) -> Path:
+                             weight_decay: float = 1e-4, optimizer: Mapping[str, Any] | None = None,
+                             policy_optimizer: Mapping[str, Any] | None = None,
+                             policy_weight_decay: float = 5e-4, reg_sharpness: float | None = None,
+                             reg_weights: tuple[float, float] | None = None, reg_depth: str | None = None,
+                             resume: bool = False) -> Path:
         """Alternate weight steps and policy steps (Adam on the logits) on separate data splits.
 
         Each cycle runs ``network_iters`` weight steps then ``policy_iters`` policy steps
@@ -163,6 +173,12 @@ class Trainer:
         ``tau_decay`` after every policy block (or every ``tau_decay_every`` iterations when
         given). Policy steps add ``loss_lambda["policy"] * model.policy_regularizer()`` and
         always weight the task losses by the fixed λ (the weighting method applies to weight steps).
+
+        Optimisers default to AutoMTL's: SGD with momentum 0.9 and ``weight_decay`` 1e-4 for the
+        weights (``optimizer``), Adam with ``policy_weight_decay`` 5e-4 for the logits
+        (``policy_optimizer``). ``reg_sharpness`` / ``reg_weights`` / ``reg_depth`` go to the
+        regulariser (``None``: the model's own defaults, AutoMTL's sharpness 6 and longest-path
+        depth for ``MTLModel``).
         """
         policy_iters, network_iters = (int(v) for v in policy_network_iters)
         if policy_iters < 1 or network_iters < 1:
@@ -171,9 +187,19 @@ class Trainer:
         reg_weight = float((loss_lambda or {}).get("policy", 5e-4))
         stepper = self._stepper()
         state = self._phase("alter_train_with_reg", iters, tau=init_tau)
-        state.optimizers["network"] = adam(stepper.weight_params(), network_lr, weight_decay,
-                                           stepper.weighting_params())
-        state.optimizers["policy"] = torch.optim.Adam(list(self.model.policy_parameters()), lr=policy_lr)
+        state.optimizers["network"] = build_optimizer(
+            stepper.weight_params(), optimizer or AUTOMTL_OPTIMIZERS["network"], lr=network_lr,
+            weight_decay=weight_decay, extra=stepper.weighting_params(), key="alter_train_with_reg.optimizer")
+        state.optimizers["policy"] = build_optimizer(
+            list(self.model.policy_parameters()), policy_optimizer or AUTOMTL_OPTIMIZERS["policy"], lr=policy_lr,
+            weight_decay=policy_weight_decay, key="alter_train_with_reg.policy_optimizer")
+        reg_kwargs: dict[str, Any] = {}
+        if reg_sharpness is not None:
+            reg_kwargs["sharpness"] = float(reg_sharpness)
+        if reg_weights is not None:
+            reg_kwargs["weights"] = tuple(float(w) for w in reg_weights)
+        if reg_depth is not None:  # "graph" (AutoMTL's longest-path depth) or "index"
+            reg_kwargs["depth"] = reg_depth
         state.schedulers["network"] = step_lr(state.optimizers["network"], decay_lr_freq, decay_lr_rate, iters)
         weight_idx, policy_idx = self._split()
         state.streams["weights"] = self._streams("weights", weight_idx)
@@ -188,7 +214,7 @@ class Trainer:
                     logs = stepper.weight_step(state, "weights", "network", lambdas, kw, it)
             else:
                 with frozen(stepper.weight_params()):
-                    logs = stepper.policy_step(state, lambdas, reg_weight, kw, it)
+                    logs = stepper.policy_step(state, lambdas, reg_weight, kw, it, reg_kwargs)
             logs["tau"] = state.tau
             end_of_policy_block = pos == cycle - 1
             if (tau_decay_every is None and end_of_policy_block) or \
@@ -201,11 +227,14 @@ class Trainer:
 
     def post_train(self, iters: int, lr: float = 1e-3, *, loss_lambda: Mapping[str, float] | None = None,
                    save_path: str | os.PathLike | None = None, reload: Any = None,
-                   weights: str | os.PathLike | None = None, decay_lr_freq: int | None = None,
-                   decay_lr_rate: float = 0.5, weight_decay: float = 0.0, resume: bool = False) -> Path:
+                   weights: str | os.PathLike | None = None, decay_lr_freq: int | None = 4000,
+                   decay_lr_rate: float = 0.5, weight_decay: float = 1e-4,
+                   optimizer: Mapping[str, Any] | None = None, resume: bool = False) -> Path:
         """Train the weights under a fixed policy (``reload``: a ``Policy`` or its JSON path).
 
-        ``weights`` optionally loads a weights file (e.g. the policy-train result) first.
+        ``weights`` optionally loads a weights file (e.g. the policy-train result) first. The
+        optimiser defaults to AutoMTL's: Adam, betas (0.5, 0.999), ``weight_decay`` 1e-4, the
+        rate halved every 4000 iterations (StepLR; ``decay_lr_freq=None``: constant).
         """
         if weights is not None:
             self.load_weights(weights)
@@ -217,7 +246,9 @@ class Trainer:
         lambdas = loss_lambdas(loss_lambda, self.tasks)
         stepper = self._stepper()
         state = self._phase("post_train", iters)
-        state.optimizers["network"] = adam(stepper.weight_params(), lr, weight_decay, stepper.weighting_params())
+        state.optimizers["network"] = build_optimizer(
+            stepper.weight_params(), optimizer or AUTOMTL_OPTIMIZERS["post_train"], lr=lr,
+            weight_decay=weight_decay, extra=stepper.weighting_params(), key="post_train.optimizer")
         state.schedulers["network"] = step_lr(state.optimizers["network"], decay_lr_freq, decay_lr_rate, iters)
         state.streams["train"] = self._streams("train")
 

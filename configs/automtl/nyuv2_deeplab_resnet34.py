@@ -3,6 +3,10 @@
 # Run: python tools/train.py configs/automtl/nyuv2_deeplab_resnet34.py --work-dir work_dirs/nyuv2 \
 #          --cfg-options data.data_root=/path/to/NYUv2
 _base_ = ["../_base_/datasets/nyuv2.py"]  # tasks and data (crop 321, batch 16)
+# AutoMTL's NYU_v2 loader reads the normal PNG with cv2.imread (channels B, G, R) and its normal loss and
+# metric compare against the raw 0-255 vector scaled to unit length: decode the normals the same way, so the
+# mean angle error is comparable with AutoMTL's NYUv2 table (encoding="standard" is R, G, B as 2v/255 - 1).
+data = dict(encoding="automtl")
 
 model = dict(
     backbone="torchvision:deeplab_resnet34",  # AutoMTL's deeplab_resnet34_adashare.prototxt (dilated, stride 8)
@@ -11,6 +15,9 @@ model = dict(
     bn_per_task=True,  # AutoMTL's notebook: MTLModel(prototxt, headsDict, BNsp=True)
     num_classes=40,  # AutoMTL's NYUv2 notebook: task_cls_num["segment_semantic"] = 40
 )
+# Optimisers: the phases' defaults are AutoMTL's Trainer's (pre/post-train Adam betas (0.5, 0.999), weight decay
+# 1e-4; policy training SGD momentum 0.9, weight decay 1e-4 for the weights, Adam weight decay 5e-4 for the policy;
+# regulariser sharpness 6), so no optimizer= is set here.
 # weighting "fixed": the loss_lambda-weighted sum AutoMTL uses; policy_split 0.5: its train1/train2 halves
 trainer = dict(print_iters=100, val_iters=1000, checkpoint_iters=1000, weighting="fixed", policy_split=0.5)
 # AutoMTL's NYUv2 notebook: pre_train(iters=10000, lr=0.001), task losses summed unweighted

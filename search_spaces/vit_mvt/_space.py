@@ -64,6 +64,7 @@ class ViTMVTSpace(SupernetSpace):
         self.head_kinds = {t: kinds[t] for t in tasks}
         self.name = f"vit_mvt_{cfg.name}"
         self._table = ParamTable(cfg, tasks, self.num_outputs)
+        self._known = self._known_genes()
         self._memo: dict[tuple, list] = {}
         self._extremes: dict[bool, Candidate] = {}
 
@@ -218,20 +219,42 @@ class ViTMVTSpace(SupernetSpace):
         """Raise :class:`ArchError` naming the offending key if outside the space."""
         self.parse(candidate)
 
+    def _known_genes(self) -> frozenset[str]:
+        """Every gene name of a space without FFN genes: what the fast counts accept."""
+        c = self.cfg
+        keys = {G.DEPTH, G.EMBED}
+        for i in range(c.max_depth):
+            keys.update((G.heads_key(i), G.ratio_key(i)))
+            keys.update(G.share_key(i, lin, t) for lin in LINEARS for t in self.tasks)
+        return frozenset(keys)
+
+    def _check_names(self, candidate: Mapping[str, Any]) -> None:
+        """Refuse a gene the space does not have (the fast counts would ignore it): one set
+        comparison, then :class:`ArchError` naming the gene and the accepted patterns."""
+        if not isinstance(candidate, Mapping):
+            raise ArchError(f"a candidate must be a mapping of genes, got {type(candidate).__name__}")
+        if not self._known.issuperset(candidate):
+            for key in candidate:
+                G.check_key(key, self.cfg, self.tasks)
+            odd = sorted(str(k) for k in candidate if k not in self._known)
+            raise ArchError("unknown gene (not in the canonical spelling, e.g. 'num_heads.1')",
+                            key=odd[0])
+
     def count_params(self, candidate: Candidate,
                      sharing: Mapping[str, Any] | None = None) -> dict[str, int]:
         """Exact parameters ``{task: n, …, "total": n}``; shared weights counted once.
 
         ``sharing`` (optional) holds sharing genes kept apart from the architecture genes;
         missing sharing genes mean ``"shared"``. For speed only the genes that the count
-        reads are checked (a missing or out-of-choice one raises :class:`ArchError`); call
-        :meth:`validate` for the full check.
+        reads are checked (a missing or out-of-choice one, or a gene the space does not have,
+        raises :class:`ArchError`); call :meth:`validate` for the full check.
         """
         if sharing:
             candidate = {**candidate, **sharing}
         if self.cfg.has_ffn_genes or self.cfg.budget == "active":
             return count_arch(self.parse(candidate), self.cfg, self.tasks, self.num_outputs,
                               active=self.cfg.budget == "active")
+        self._check_names(candidate)
         try:
             return self._table.count(candidate)
         except (KeyError, TypeError, IndexError) as exc:
@@ -257,6 +280,7 @@ class ViTMVTSpace(SupernetSpace):
             arch = self.parse(candidate)
             own = count_arch(arch, self.cfg, self.tasks, self.num_outputs)[t]
             return own - head_params(arch.embed, self.num_outputs[t])
+        self._check_names(candidate)
         try:
             return self._table.backbone(candidate)
         except (KeyError, TypeError, IndexError) as exc:

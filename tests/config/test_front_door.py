@@ -25,7 +25,7 @@ def _with(**sections):
 
 def test_a_valid_config_fills_the_defaults():
     plan = check_config(BASE)
-    assert plan.pre_train.iters == 4 and plan.pre_train.weight_decay == 0.0
+    assert plan.pre_train.iters == 4 and plan.pre_train.weight_decay == 1e-4  # AutoMTL's pre-train Adam
     assert plan.alter_train_with_reg.policy_network_iters == (1, 1)
     assert plan.trainer.weighting == "fixed" and plan.sample.n == 20
 

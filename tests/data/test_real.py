@@ -72,6 +72,34 @@ def test_nyuv2_autmtl_layout(tmp_path):
     assert torch.equal(item["image"], torch.from_numpy(rgb(0)).permute(2, 0, 1).float() / 255)
 
 
+def test_nyuv2_normal_decodings_on_known_pixels(tmp_path):
+    """The standard decoding reads R, G, B as ``2v/255 - 1``; AutoMTL's reads the file as
+    OpenCV does (B, G, R) and scales the raw 0-255 vector to unit length."""
+    normal = np.zeros((H, W, 3), dtype=np.uint8)  # RGB as stored in the PNG
+    normal[0, 0] = (0, 0, 128)
+    normal[0, 1] = (30, 40, 0)
+    normal[0, 2] = (10, 255, 20)  # a channel at 255: invalid in both
+    png(tmp_path / "img" / "0.png", rgb(0))
+    png(tmp_path / "seg" / "0.png", np.zeros((H, W), dtype=np.uint8))
+    png(tmp_path / "sn" / "0.png", normal)
+    npy(tmp_path / "depth" / "0.npy", np.ones((H, W), dtype=np.float32))
+    row = ["img/0.png", "seg/0.png", "sn/0.png", "depth/0.npy"]
+    (tmp_path / "nyu_v2_3task.json").write_text(json.dumps({"train": [row], "test": [row]}))
+    standard = NYUv2(tmp_path, "test", ("normal",))[0]["normal"]
+    automtl = NYUv2(tmp_path, "test", ("normal",), encoding="automtl")[0]["normal"]
+    assert torch.allclose(standard[:, 0, 0], torch.tensor([-0.707104, -0.707104, 0.002773]), atol=1e-6)
+    assert torch.allclose(standard[:, 0, 1], torch.tensor([-0.533347, -0.478644, -0.697453]), atol=1e-6)
+    assert torch.equal(automtl[:, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(automtl[:, 0, 1], torch.tensor([0.0, 0.8, 0.6]), atol=1e-7)
+    assert (standard[:, 0, 2] == 0).all() and (automtl[:, 0, 2] == 0).all()
+    with pytest.raises(ConfigError, match=r"encoding.*\['standard', 'automtl'\]"):
+        NYUv2(tmp_path, "test", encoding="opencv")
+    with pytest.raises(ConfigError, match=r"encoding.*\['standard'\]"):
+        NYUD(tmp_path, "test", encoding="automtl")
+    _, val = make_real_loaders("nyuv2", tmp_path, ["normal"], batch_size=1, encoding="automtl")
+    assert torch.equal(next(iter(val["normal"]))[1][0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+
+
 def test_taskonomy_autmtl_layout(tmp_path):
     base = tmp_path / "test"
     seg = np.zeros((H, W), dtype=np.uint8)

@@ -41,6 +41,13 @@ def test_config_matches_its_data_set(name):
     for phase in (plan.pre_train, plan.alter_train_with_reg, plan.post_train):
         assert set(phase.loss_lambda) - {"policy"} == set(plan.tasks)
     assert "policy" in plan.alter_train_with_reg.loss_lambda
+    # the configs that reproduce AutoMTL's tables decode targets as AutoMTL's loaders do
+    assert plan.data.get("encoding", "standard") == {"nyuv2": "automtl"}.get(name, "standard")
+    # and train with AutoMTL's optimisers (the phases' defaults)
+    assert plan.pre_train.optimizer is None and plan.post_train.optimizer is None
+    assert plan.alter_train_with_reg.optimizer is None and plan.alter_train_with_reg.policy_optimizer is None
+    assert (plan.pre_train.weight_decay, plan.alter_train_with_reg.weight_decay,
+            plan.alter_train_with_reg.policy_weight_decay, plan.post_train.weight_decay) == (1e-4, 1e-4, 5e-4, 1e-4)
 
 
 def _train(config: str, data_root: Path, work: Path) -> dict:

@@ -1,6 +1,7 @@
 """MTLModel: equivalence with the source network, stages, gradients, skip, typed errors."""
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from supernet_helpers import DenseHead, heads, one_conv, perturb, tiny_resnet
 from torch import nn
 
-from automtl.errors import HeadMismatchError, ModelError, PolicyError, UnknownTaskError
+from automtl.errors import ConfigError, HeadMismatchError, ModelError, PolicyError, UnknownTaskError
 from automtl.supernet import MTLModel, Policy
 
 
@@ -169,22 +170,39 @@ def test_policy_regularizer_matches_the_formula() -> None:
         m.logits.normal_()
     g = m.logits.detach()
     depth = g.shape[0]
+    nodes = {n.name: n for n in m.graph}
+
+    @functools.cache
+    def longest(name: str) -> int:  # longest path from an input, inputs at 0 (AutoMTL's node.depth)
+        return max((1 + longest(src) for src in nodes[name].inputs), default=0)
+
+    top = max(longest(n) for n in nodes)
+    units = [u.name for u in m.spec.units]
+    assert longest(units[0]) == 1 and top > depth  # the stem conv reads the input; relus/adds count too
+
+    def formula(s, w, coef):
+        return sum(coef[d] * (w[0] * F.softplus(s * (g[d, t, 1] - g[d, t, 0])) +
+                              w[1] * F.softplus(s * (g[d, t, 2] - g[d, t, 0])))
+                   for d in range(depth) for t in range(2))
+
     s, w = 2.0, (1.0, 0.5)
-    expect = 0.0
-    for d in range(depth):
-        c = (depth - d) / depth
-        for t in range(2):
-            expect += c * (w[0] * F.softplus(s * (g[d, t, 1] - g[d, t, 0])) +
-                           w[1] * F.softplus(s * (g[d, t, 2] - g[d, t, 0])))
+    graph_coef = [(top - longest(u)) / top for u in units]
     reg = m.policy_regularizer(sharpness=s, weights=w)
-    torch.testing.assert_close(reg, torch.as_tensor(expect, dtype=reg.dtype))
+    torch.testing.assert_close(reg, torch.as_tensor(formula(s, w, graph_coef), dtype=reg.dtype))
+    # AutoMTL's sharpness 6 by default; the index rule of earlier versions on request
+    torch.testing.assert_close(m.policy_regularizer(), formula(6.0, (1.0, 1.0), graph_coef).to(reg.dtype))
+    index_coef = [(depth - d) / depth for d in range(depth)]
+    torch.testing.assert_close(m.policy_regularizer(sharpness=s, weights=w, depth="index"),
+                               formula(s, w, index_coef).to(reg.dtype))
+    with pytest.raises(ConfigError, match="depth"):
+        m.policy_regularizer(depth="layers")
     flat = m.policy_regularizer(depth_weighted=False)
     assert flat.item() > m.policy_regularizer().item()
     reg.backward()
     assert (m.logits.grad[..., 0] < 0).all(), "descending the regulariser raises the share logits"
     low, high = m.logits.grad[0, :, 0].abs().sum(), m.logits.grad[-1, :, 0].abs().sum()
     assert low > high, "lower layers are pushed harder towards share"
-    assert m.policy_regularizer(tasks=["a"]).item() < reg.item()
+    assert m.policy_regularizer(sharpness=s, weights=w, tasks=["a"]).item() < reg.item()
 
 
 def test_count_params_analytic_cases() -> None:

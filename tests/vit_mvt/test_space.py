@@ -216,3 +216,24 @@ def test_parse_memo_returns_the_unmemoised_result_and_still_validates(micro):
         c[G.DEPTH] = micro.cfg.depths[-1] + 1                       # the same dict, mutated
         with pytest.raises(ArchError):
             micro.parse(c)
+
+
+@pytest.mark.parametrize("key, says", [
+    ("bogus", "unknown gene; expected depth.0"),
+    ("num_head.0", "num_heads.<i>"),
+    ("share.0.qkv.depth", "unknown task 'depth'"),
+    ("share.0.attn.cls", "unknown linear 'attn'"),
+    ("num_heads.7", "beyond the supernet depth"),
+    ("num_heads.01", "canonical spelling"),
+])
+def test_count_refuses_unknown_gene(micro, key, says):
+    """The fast table counts read only the genes they need: a misspelt or foreign gene must
+    still be refused by name (it would otherwise be silently ignored)."""
+    c = {**micro.smallest(), key: micro.smallest()["num_heads.0"] if "heads" in key else "shared"}
+    for count in (micro.count_params, micro.backbone_params):
+        with pytest.raises(ArchError, match=says) as err:
+            count(c)
+        assert err.value.key == key
+    arch = {k: v for k, v in micro.smallest().items() if not k.startswith("share.")}
+    with pytest.raises(ArchError, match=says):
+        micro.count_params(arch, {key: "shared"})
