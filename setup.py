@@ -19,9 +19,10 @@ CORE = [
 EXTRAS = {
     # timm: the reference ViT that benchmarks/bench_vit_mvt.py compares against (optional)
     "bench": ["timm>=1.0,<2"],
-    # dev: the test suite and the lint/type checks `make test` runs first (pinned: same findings everywhere)
+    # dev: the test suite and the lint/type checks `make test` runs first (pinned: same findings
+    # everywhere), and onnx / onnxscript / onnxruntime for the checked ONNX export
     "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7", "ruff==0.17.6",
-            "mypy==1.20.2"],
+            "mypy==1.20.2", "onnx>=1.17,<2", "onnxscript>=0.5,<1", "onnxruntime>=1.20,<2"],
     # mm: the OpenMMLab pipelines (automtl.mm). mmcv 2.1.0 has no registry wheel for torch 2.14:
     # `make install-mm` takes a prebuilt one or builds it (tools/build_mmcv.sh); see README.
     "mm": [

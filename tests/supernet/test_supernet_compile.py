@@ -158,12 +158,33 @@ def test_export_torch_export_and_torchscript(tmp_path) -> None:
         torch.testing.assert_close(out[t], ref[t])
 
 
-def test_onnx_export_when_available(tmp_path) -> None:
-    pytest.importorskip("onnx")
+def test_branched_model_exports_to_onnx_and_runs_in_onnxruntime(tmp_path) -> None:
+    """The compiled model's ONNX file computes every task's output as PyTorch does (atol 1e-4)."""
+    from automtl.graph.onnx import export_onnx
+
     model = MTLModel(tiny_resnet(), heads(16)).eval()
     branched = model.compile(Policy.random(model, seed=3)).eval()
-    torch.onnx.export(branched, (torch.randn(1, 3, 16, 16),), str(tmp_path / "b.onnx"))
-    assert (tmp_path / "b.onnx").stat().st_size > 0
+    report = export_onnx(branched, torch.randn(2, 3, 16, 16), tmp_path / "b.onnx")
+    assert report.outputs == tuple(model.tasks)
+    assert all(d <= 1e-4 for d in report.max_abs_diff.values())
+    import onnx
+
+    onnx.checker.check_model(str(report.path))
+
+
+def test_onnx_check_catches_a_model_that_onnxruntime_computes_differently(tmp_path) -> None:
+    from automtl.errors import ExportError
+    from automtl.graph.onnx import export_onnx
+
+    class Drifts(torch.nn.Module):  # returns a different value on every call: export ≠ reference
+        calls = 0
+
+        def forward(self, x):
+            Drifts.calls += 1
+            return x + Drifts.calls
+
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        export_onnx(Drifts(), torch.zeros(1, 2), tmp_path / "d.onnx")
 
 
 def _odd_graph():
