@@ -58,12 +58,14 @@ class AutoMTLPlan:
     raw: dict[str, Any]
 
 
-def check_config(cfg: Mapping[str, Any], *, path: str | None = None) -> AutoMTLPlan:
-    """Validate every section of an AutoMTL config (:class:`ConfigError` naming the dotted key)."""
+def check_common(cfg: Mapping[str, Any], sections: Any, *, required: Sequence[str],
+                 path: str | None) -> tuple[dict[str, Any], list[str], Any]:
+    """What every trainer-driven config checks first: top-level keys, the task list, the seed,
+    ``data`` / ``model`` as dicts → ``(plain config, tasks, seed)``."""
     from automtl.errors import ConfigError
 
     raw: dict[str, Any] = plain(cfg)
-    check_top_level(raw, SECTIONS, path=path, required=("tasks", "model"))
+    check_top_level(raw, sections, path=path, required=required)
     tasks = unique_tasks(raw["tasks"], path=path)
     seed = raw.get("seed", 0)
     try:
@@ -75,6 +77,13 @@ def check_config(cfg: Mapping[str, Any], *, path: str | None = None) -> AutoMTLP
         if key in raw and not isinstance(raw[key], Mapping):
             raise ConfigError(f"must be a dict, got {type(raw[key]).__name__}", key=key, path=path,
                               value=raw[key])
+    return raw, tasks, seed
+
+
+def check_config(cfg: Mapping[str, Any], *, path: str | None = None) -> AutoMTLPlan:
+    """Validate every section of an AutoMTL config (:class:`ConfigError` naming the dotted key)."""
+
+    raw, tasks, seed = check_common(cfg, SECTIONS, required=("tasks", "model"), path=path)
 
     def section(name: str, schema: Any) -> Any:
         return validate(schema, raw[name], key=name, path=path) if name in raw else None

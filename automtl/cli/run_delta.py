@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automtl.checks import check_seed
-from automtl.config import check_top_level, load_config, plain, validate
+from automtl.config import load_config, validate
 from automtl.train.distributed import lock_main_work_dir
 from automtl.train.fingerprint import AUTOMTL_MAY_CHANGE, Fingerprint
 from automtl.train.settings import (
@@ -38,7 +37,6 @@ from automtl.train.settings import (
     DeltaSupportSettings,
     DeltaTrainSettings,
     TrainerSettings,
-    unique_tasks,
 )
 
 SECTIONS = ("tasks", "data", "model", "trainer", "delta", "delta_train", "delta_support_train", "delta_act_train")
@@ -64,21 +62,10 @@ class DeltaPlan:
 
 def check_delta_config(cfg: Mapping[str, Any], *, path: str | None = None) -> DeltaPlan:
     """Validate every section of a delta config (:class:`ConfigError` naming the dotted key)."""
+    from automtl.cli.run_automtl import check_common
     from automtl.errors import ConfigError
 
-    raw: dict[str, Any] = plain(cfg)
-    check_top_level(raw, SECTIONS, path=path, required=("tasks", "model", "delta"))
-    tasks = unique_tasks(raw["tasks"], path=path)
-    seed = raw.get("seed", 0)
-    try:
-        check_seed(seed)
-    except ConfigError as exc:
-        exc.path = path
-        raise
-    for key in ("data", "model"):
-        if key in raw and not isinstance(raw[key], Mapping):
-            raise ConfigError(f"must be a dict, got {type(raw[key]).__name__}", key=key, path=path,
-                              value=raw[key])
+    raw, tasks, seed = check_common(cfg, SECTIONS, required=("tasks", "model", "delta"), path=path)
     delta = validate(DeltaSettings, raw["delta"], key="delta", path=path)
     if delta.base not in tasks:
         raise ConfigError(f"the base task must be one of the tasks {tasks}", key="delta.base", path=path,

@@ -275,13 +275,8 @@ class MLoReDecoder(nn.Module):
 
     def _predict(self, feats: Sequence[torch.Tensor], task: str, out_size: int | Sequence[int] | None
                  ) -> torch.Tensor:
-        maps = []
-        for f, proj, level in zip(feats, self.proj, self.levels):
-            y = proj(f)
-            for block in cast(nn.ModuleList, level):
-                y = block(y, task)
-            maps.append(y)
-        return finish(maps, self.predict[task], as_size(out_size) or self.out_size)
+        return run_levels(feats, self.proj, self.levels, self.predict[task], task,
+                          as_size(out_size) or self.out_size)
 
     def auxiliary_losses(self) -> dict[str, torch.Tensor]:
         """The weighted load-balancing loss of the latest forward (``{}`` before the first one or
@@ -331,6 +326,19 @@ def as_size(out_size: int | Sequence[int] | None) -> tuple[int, int] | None:
         return (out_size, out_size)
     h, w = (int(s) for s in out_size)
     return (h, w)
+
+
+def run_levels(feats: Sequence[torch.Tensor], proj: nn.ModuleList, levels: nn.ModuleList, predict: nn.Module,
+               task: str, out_size: tuple[int, int] | None) -> torch.Tensor:
+    """Each level's projection and blocks for ``task``, then :func:`finish` (multi-path and fused
+    decoders alike)."""
+    maps = []
+    for f, p, level in zip(feats, proj, levels):
+        y = p(f)
+        for block in cast(nn.ModuleList, level):
+            y = block(y, task)
+        maps.append(y)
+    return finish(maps, predict, out_size)
 
 
 def finish(maps: Sequence[torch.Tensor], predict: nn.Module, size: tuple[int, int] | None) -> torch.Tensor:

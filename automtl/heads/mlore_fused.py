@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automtl.errors import UnknownTaskError
-from automtl.heads.mlore import MLoReBlock, MLoReDecoder, TaskRouter, as_size, check_features, finish
+from automtl.heads.mlore import MLoReBlock, MLoReDecoder, TaskRouter, as_size, check_features, run_levels
 
 __all__ = ["FusedMLoReBlock", "FusedMLoReDecoder", "fold_bn", "forward_flops"]
 
@@ -131,13 +131,8 @@ class FusedMLoReDecoder(nn.Module):
         check_features(feats, self.in_channels)
         if task not in self.num_classes:
             raise UnknownTaskError(f"unknown task {task!r}; the decoder's tasks are {self.tasks}")
-        maps = []
-        for f, proj, level in zip(feats, self.proj, self.levels):
-            y = proj(f)
-            for block in cast(nn.ModuleList, level):
-                y = block(y, task)
-            maps.append(y)
-        return finish(maps, self.predict[task], as_size(out_size) or self.out_size)
+        return run_levels(feats, self.proj, self.levels, self.predict[task], task,
+                          as_size(out_size) or self.out_size)
 
     def forward_all(self, feats: Sequence[torch.Tensor] | Mapping[str, Sequence[torch.Tensor]],
                     tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
